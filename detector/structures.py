@@ -1,0 +1,95 @@
+"""Detections: the one result type every stage produces and the evaluator reads.
+
+On disk it is a JSON list of ``{"image": id, "label": class, "score": s, "box": [x1, y1,
+x2, y2]}`` in the annotation's pixel coordinates; in memory, parallel numpy arrays.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import UserError
+from .fileio import atomic_write
+
+
+@dataclass
+class Detections:
+    image_ids: np.ndarray        # (N,) str
+    labels: np.ndarray           # (N,) str, class names
+    scores: np.ndarray           # (N,) float64
+    boxes: np.ndarray            # (N, 4) float64
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @classmethod
+    def empty(cls) -> "Detections":
+        return cls(np.zeros(0, str), np.zeros(0, str), np.zeros(0), np.zeros((0, 4)))
+
+    @classmethod
+    def concatenate(cls, parts: list["Detections"]) -> "Detections":
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return cls.empty()
+        return cls(np.concatenate([p.image_ids for p in parts]),
+                   np.concatenate([p.labels for p in parts]),
+                   np.concatenate([p.scores for p in parts]),
+                   np.concatenate([p.boxes for p in parts]))
+
+    def to_json_list(self) -> list[dict]:
+        return [{"image": str(i), "label": str(c), "score": round(float(s), 6),
+                 "box": [round(float(v), 2) for v in b]}
+                for i, c, s, b in zip(self.image_ids, self.labels, self.scores, self.boxes)]
+
+
+def _bad_entry(path: str, entries: list) -> UserError:
+    """Find and describe the first malformed entry (the slow path, only on error)."""
+    for k, e in enumerate(entries):
+        problem = None
+        if not isinstance(e, dict):
+            problem = "is not an object"
+        elif not {"image", "label", "score", "box"} <= e.keys():
+            problem = f"lacks {sorted({'image', 'label', 'score', 'box'} - e.keys())}"
+        elif not isinstance(e["score"], (int, float)) or not math.isfinite(e["score"]):
+            problem = f"has a non-numeric or non-finite score {e['score']!r}"
+        elif (not isinstance(e["box"], list) or len(e["box"]) != 4
+              or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in e["box"])):
+            problem = f"has a box that is not 4 finite numbers: {e['box']!r}"
+        if problem:
+            return UserError(f"{path}: detection {k} {problem}")
+    return UserError(f"{path}: malformed detections")
+
+
+def read_detections(path: str) -> Detections:
+    try:
+        with open(path) as f:
+            entries = json.load(f)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read detections ({exc.strerror})") from None
+    except ValueError as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(entries, list):
+        raise UserError(f"{path}: expected a JSON list of detections, got {type(entries).__name__}")
+    if not entries:
+        return Detections.empty()
+    try:
+        dets = Detections(
+            image_ids=np.array([str(e["image"]) for e in entries]),
+            labels=np.array([str(e["label"]) for e in entries]),
+            scores=np.array([e["score"] for e in entries], np.float64),
+            boxes=np.array([e["box"] for e in entries], np.float64))
+    except (KeyError, TypeError, ValueError):
+        raise _bad_entry(path, entries) from None
+    if dets.boxes.shape != (len(entries), 4) or not (
+            np.isfinite(dets.scores).all() and np.isfinite(dets.boxes).all()):
+        raise _bad_entry(path, entries)
+    return dets
+
+
+def write_detections(path: str, dets: Detections) -> None:
+    with atomic_write(path) as f:
+        json.dump(dets.to_json_list(), f)
+        f.write("\n")

@@ -1,0 +1,84 @@
+#!/usr/bin/env python
+"""Score detections on a dataset split with the ILSVRC, VOC or COCO rules.
+
+    python evaluate.py --dataset DIR --split NAME --detections FILE --metric voc
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+from detector.errors import UserError, run_cli
+
+EPILOG = """\
+metrics:
+  ilsvrc  ImageNet DET devkit (eval_detection.m): +1-pixel IoU, per-object threshold
+          min(0.5, wh/((w+10)(h+10))), greedy best-unmatched matching, blacklist.
+  voc07   VOCevaldet, 11-point interpolated AP at IoU 0.5.
+  voc     VOCevaldet, area under the PR curve at IoU 0.5 (VOC2010+).
+  coco    pycocotools COCOeval: AP@[.5:.95], AP50, AP75, small/medium/large, AR.
+
+detections file: a JSON list of
+  {"image": "<image id>", "label": "<class>", "score": 0.9, "box": [xmin, ymin, xmax, ymax]}
+in the annotation's pixel coordinates. A detection for an image outside the split or
+of an unknown class is an error; --ignore-unknown drops them with a warning and a count.
+"""
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", required=True, help="dataset root (VOC, ILSVRC DET or COCO layout)")
+    p.add_argument("--split", required=True, help="split name, e.g. test, val, val2017")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--detections", metavar="FILE", help="detections JSON to score")
+    src.add_argument("--model", metavar="DIR", help="run this model (or ensemble) on the split, then score")
+    p.add_argument("--metric", choices=("ilsvrc", "voc07", "voc", "coco"), default="voc")
+    p.add_argument("--json", metavar="OUT", help="write the result as JSON")
+    p.add_argument("--plots", metavar="DIR", help="write precision-recall curves (PNG) here")
+    p.add_argument("--ignore-unknown", action="store_true",
+                   help="drop detections of unknown images/classes instead of failing")
+    p.add_argument("--format", default="auto", choices=("auto", "voc", "ilsvrc", "coco"),
+                   help="dataset layout (default: detected)")
+    p.add_argument("--synsets", metavar="FILE", help="ILSVRC synset map (default: devkit/data/map_det.txt)")
+    p.add_argument("--blacklist", metavar="FILE",
+                   help="ILSVRC DET blacklist (default: devkit/data/*det_validation_blacklist.txt for val)")
+    p.add_argument("--image-root", metavar="DIR", help="COCO image folder (default: <dataset>/<split>)")
+    p.add_argument("--quiet", action="store_true", help="no annotation warnings")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.ERROR if args.quiet else logging.INFO,
+                        format="%(levelname)s: %(message)s")
+    from detector.datasets import load_dataset
+    from detector.fileio import write_json
+    from detector.structures import read_detections
+    from eval import evaluate
+    from eval.report import format_table, save_pr_plots
+
+    t0 = time.perf_counter()
+    dataset = load_dataset(args.dataset, args.split, fmt=args.format, synsets=args.synsets,
+                           blacklist=args.blacklist, image_root=args.image_root)
+    if args.model:
+        raise UserError("--model needs the detector, which this build does not include yet; "
+                        "score a detections file with --detections")
+    dets = read_detections(args.detections)
+    t1 = time.perf_counter()
+    result = evaluate(dataset, dets, args.metric, ignore_unknown=args.ignore_unknown)
+    t2 = time.perf_counter()
+    print(format_table({"AP": result}, dataset))
+    print(f"loaded in {t1 - t0:.2f} s, scored in {t2 - t1:.2f} s")
+    if args.json:
+        write_json(args.json, result.to_json())
+        print(f"wrote {args.json}")
+    if args.plots:
+        paths = save_pr_plots(result, dataset, args.plots)
+        print(f"wrote {len(paths)} plot(s) to {args.plots}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,67 @@
+"""Shared test helpers: small datasets written to tmp_path, paths to the shared data."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SHARED = ROOT.parent / "shared" / "datasets"
+BCCD = SHARED / "bccd"
+RACCOON = SHARED / "raccoon"
+needs_bccd = pytest.mark.skipif(not BCCD.is_dir(), reason="../shared/datasets/bccd not present")
+
+
+def voc_xml(filename, width, height, objects) -> str:
+    """objects: (name, [xmin, ymin, xmax, ymax]) or (name, box, difficult)."""
+    parts = [f"<annotation><filename>{filename}</filename>"
+             f"<size><width>{width}</width><height>{height}</height><depth>3</depth></size>"]
+    for obj in objects:
+        name, box = obj[0], obj[1]
+        difficult = obj[2] if len(obj) > 2 else 0
+        parts.append(f"<object><name>{name}</name><truncated>0</truncated><difficult>{difficult}</difficult>"
+                     "<bndbox>" + "".join(f"<{k}>{v}</{k}>" for k, v in zip(("xmin", "ymin", "xmax", "ymax"), box))
+                     + "</bndbox></object>")
+    return "".join(parts) + "</annotation>"
+
+
+def write_image(path, width, height, seed=0):
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(path)
+
+
+def make_voc(root: Path, images: dict, split="test", size=(64, 48), write_images=True) -> Path:
+    """images: {image_id: [objects]} -> a VOC-layout dataset at root."""
+    (root / "Annotations").mkdir(parents=True, exist_ok=True)
+    (root / "JPEGImages").mkdir(exist_ok=True)
+    (root / "ImageSets" / "Main").mkdir(parents=True, exist_ok=True)
+    for k, (image_id, objects) in enumerate(images.items()):
+        (root / "Annotations" / f"{image_id}.xml").write_text(voc_xml(f"{image_id}.jpg", *size, objects))
+        if write_images:
+            write_image(root / "JPEGImages" / f"{image_id}.jpg", *size, seed=k)
+    (root / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(images) + "\n")
+    return root
+
+
+def write_dets(path: Path, dets) -> Path:
+    """dets: (image, label, score, box) tuples."""
+    path.write_text(json.dumps([{"image": i, "label": l, "score": s, "box": list(b)} for i, l, s, b in dets]))
+    return path
+
+
+@pytest.fixture
+def run_script():
+    """Run a root CLI script in a subprocess; returns CompletedProcess."""
+    import subprocess
+
+    def run(script, *args, cwd=None):
+        return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)],
+                              capture_output=True, text=True, cwd=cwd or ROOT, timeout=600)
+    return run
