@@ -1,0 +1,63 @@
+import json
+
+import pytest
+
+from conftest import make_voc, write_dets
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    root = make_voc(tmp_path / "voc", {"x1": [("a", [0, 0, 30, 30]), ("b", [10, 10, 40, 40])],
+                                       "x2": [("a", [5, 5, 25, 25])]})
+    dets = write_dets(tmp_path / "dets.json", [("x1", "a", 0.9, [0, 0, 30, 30]), ("x1", "b", 0.8, [10, 10, 40, 40]),
+                                                ("x2", "a", 0.7, [40, 30, 60, 45]), ("x2", "a", 0.6, [5, 5, 25, 25])])
+    return tmp_path, root, dets
+
+
+def test_scores_and_writes_json_and_plots(tiny, run_script):
+    tmp, root, dets = tiny
+    out = run_script("evaluate.py", "--dataset", root, "--split", "test", "--detections", dets,
+                     "--metric", "voc", "--json", tmp / "r.json", "--plots", tmp / "plots")
+    assert out.returncode == 0, out.stderr
+    assert "mAP" in out.stdout
+    r = json.loads((tmp / "r.json").read_text())
+    # class a: TP, FP, TP of 2 -> 0.5 + 0.5 * 2/3; class b: 1.0
+    assert r["per_class"] == {"a": pytest.approx(5 / 6), "b": 1.0}
+    assert r["mAP"] == pytest.approx((5 / 6 + 1) / 2)
+    assert r["metric"] == "voc" and r["num_images"] == 2 and r["num_detections"] == 4
+    assert sorted(p.name for p in (tmp / "plots").iterdir()) == ["pr_a.png", "pr_b.png", "pr_curves.png"]
+
+
+def test_unknown_image_or_class_is_an_error(tiny, run_script):
+    tmp, root, _ = tiny
+    bad = write_dets(tmp / "bad.json", [("x1", "a", 0.9, [0, 0, 30, 30]), ("nope", "a", 0.5, [0, 0, 1, 1]),
+                                         ("x1", "zebra", 0.5, [0, 0, 1, 1])])
+    out = run_script("evaluate.py", "--dataset", root, "--split", "test", "--detections", bad, "--metric", "voc")
+    assert out.returncode == 2
+    assert "1 detection(s) on 1 image(s) not in split 'test'" in out.stderr
+    assert "'zebra'" in out.stderr and "Traceback" not in out.stderr
+    out = run_script("evaluate.py", "--dataset", root, "--split", "test", "--detections", bad,
+                     "--metric", "voc", "--ignore-unknown", "--json", tmp / "r.json")
+    assert out.returncode == 0 and "dropped" in out.stderr
+    assert json.loads((tmp / "r.json").read_text())["num_detections"] == 1
+
+
+@pytest.mark.parametrize("content,message", [
+    ("{not json", "not valid JSON"),
+    ('{"a": 1}', "expected a JSON list"),
+    ('[{"image": "x1", "label": "a", "score": 0.5}]', "detection 0 lacks ['box']"),
+    ('[{"image": "x1", "label": "a", "score": 0.5, "box": [0, 0, 1, 1]}, '
+     '{"image": "x1", "label": "a", "score": 0.5, "box": [0, 1]}]', "detection 1 has a box that is not 4 finite numbers"),
+])
+def test_malformed_detections_named(tiny, run_script, content, message):
+    tmp, root, _ = tiny
+    (tmp / "m.json").write_text(content)
+    out = run_script("evaluate.py", "--dataset", root, "--split", "test", "--detections", tmp / "m.json")
+    assert out.returncode == 2
+    assert "m.json" in out.stderr and message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_bad_dataset_path(tiny, run_script):
+    tmp, _, dets = tiny
+    out = run_script("evaluate.py", "--dataset", tmp / "missing", "--split", "test", "--detections", dets)
+    assert out.returncode == 2 and "no such dataset directory" in out.stderr
