@@ -46,6 +46,14 @@ def parse_args(argv=None):
                    help="ILSVRC DET blacklist (default: devkit/data/*det_validation_blacklist.txt for val)")
     p.add_argument("--image-root", metavar="DIR", help="COCO image folder (default: <dataset>/<split>)")
     p.add_argument("--quiet", action="store_true", help="no annotation warnings")
+    model = p.add_argument_group("with --model")
+    model.add_argument("--save-detections", metavar="FILE",
+                       help="where the detections go (default: beside --json, else out/<model>-<split>-detections.json)")
+    model.add_argument("--proposals", choices=("ss", "multibox", "combined"), help="override the model's method")
+    model.add_argument("--vote", choices=("soft", "hard"), help="ensemble vote (default: the ensemble's)")
+    model.add_argument("--device", default="cpu", help="cpu or cuda")
+    model.add_argument("--cache-dir", help="proposal cache (default: ~/.cache/googlenet-detector)")
+    model.add_argument("--workers", type=int, default=2, help="selective-search processes")
     return p.parse_args(argv)
 
 
@@ -60,24 +68,61 @@ def main(argv=None) -> int:
     from eval.report import format_table, save_pr_plots
 
     t0 = time.perf_counter()
-    dataset = load_dataset(args.dataset, args.split, fmt=args.format, synsets=args.synsets,
+    classes = None
+    if args.model:
+        from ensemble import model_classes
+        classes = model_classes(args.model)     # the model's class list and order
+    dataset = load_dataset(args.dataset, args.split, classes=classes, fmt=args.format, synsets=args.synsets,
                            blacklist=args.blacklist, image_root=args.image_root)
     if args.model:
-        raise UserError("--model needs the detector, which this build does not include yet; "
-                        "score a detections file with --detections")
-    dets = read_detections(args.detections)
-    t1 = time.perf_counter()
-    result = evaluate(dataset, dets, args.metric, ignore_unknown=args.ignore_unknown)
+        results, t1 = run_model(args, dataset), time.perf_counter()
+    else:
+        dets = read_detections(args.detections)
+        t1 = time.perf_counter()
+        results = {"AP": evaluate(dataset, dets, args.metric, ignore_unknown=args.ignore_unknown)}
     t2 = time.perf_counter()
-    print(format_table({"AP": result}, dataset))
-    print(f"loaded in {t1 - t0:.2f} s, scored in {t2 - t1:.2f} s")
+    print(format_table(results, dataset))
+    print(f"loaded in {t1 - t0:.2f} s, scored in {t2 - t1:.2f} s" if not args.model else
+          f"detected and scored in {t2 - t0:.1f} s")
+    names = list(results)
+    result = results["ensemble"] if "ensemble" in results else results[names[0]]
     if args.json:
-        write_json(args.json, result.to_json())
+        out = result.to_json()
+        if len(results) > 1:
+            out["members"] = {n: r.to_json() for n, r in results.items() if n != "ensemble"}
+        write_json(args.json, out)
         print(f"wrote {args.json}")
     if args.plots:
         paths = save_pr_plots(result, dataset, args.plots)
         print(f"wrote {len(paths)} plot(s) to {args.plots}")
     return 0
+
+
+def run_model(args, dataset) -> dict:
+    """Detect over the split with a model or ensemble (members reported too), save the
+    detections, and score each result."""
+    import os
+
+    from detector.inference import DetectionRunner
+    from detector.structures import write_detections
+    from detector.training import resolve_device
+    from ensemble import load_predictor
+    from eval import evaluate
+
+    device = resolve_device(args.device)
+    predictor = load_predictor(args.model, device, args.vote)
+    runner = DetectionRunner(predictor, args.cache_dir, device, args.workers, args.proposals)
+    detections = runner.detect_dataset(dataset, members=len(predictor) > 1)
+    name = os.path.basename(os.path.normpath(args.model))
+    path = args.save_detections or (os.path.splitext(args.json)[0] + "-detections.json" if args.json else
+                                    os.path.join("out", f"{name}-{args.split}-detections.json"))
+    main_name = "ensemble" if "ensemble" in detections else next(iter(detections))
+    write_detections(path, detections[main_name])
+    timing = runner.timing_report()
+    print(f"detections saved to {path}; seconds per image: "
+          + ", ".join(f"{k} {v:.3f}" for k, v in timing.items()))
+    order = [main_name] + [n for n in detections if n != main_name]
+    return {n: evaluate(dataset, detections[n], args.metric) for n in order}
 
 
 if __name__ == "__main__":

@@ -19,6 +19,9 @@ def run_cli(main) -> None:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = 2
+    except BrokenPipeError:             # e.g. piped into `head`: not an error of ours
+        sys.stderr.close()
+        code = 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130

@@ -1,0 +1,171 @@
+"""Ensembles: independently trained detectors voting on every box (GoogLeNet, ILSVRC 2014).
+
+An ensemble is a directory with ``ensemble.json``::
+
+    {"members": ["member-0", "member-1", ...], "weights": [1, 1, ...], "vote": "soft"}
+
+listing model directories (relative to the ensemble directory, or absolute). Members
+must share classes and proposal settings, so that proposals are computed once and every
+member scores the same regions. Their class probabilities are then combined — ``soft``:
+the (weighted) mean; ``hard``: the (weighted) share of members whose top class it is —
+and their box deltas averaged, before one round of NMS.
+
+A single model directory is treated as a one-member ensemble, so every caller has one
+interface: ``load_predictor(path)``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from detector.errors import UserError
+
+ENSEMBLE_FILE = "ensemble.json"
+VOTES = ("soft", "hard")
+HARD_VOTE_TIE_BREAK = 1e-3   # hard vote: equal shares are ordered by the mean probability
+
+
+def is_ensemble(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, ENSEMBLE_FILE))
+
+
+def write_ensemble(path: str, members: list[str], weights: list[float] | None = None, vote: str = "soft") -> None:
+    from detector.fileio import write_json
+    if vote not in VOTES:
+        raise UserError(f"vote must be one of {VOTES}, got {vote!r}")
+    write_json(os.path.join(path, ENSEMBLE_FILE),
+               {"members": members, "weights": weights or [1.0] * len(members), "vote": vote})
+
+
+def combine_probs(probs: list, weights=None, vote: str = "soft"):
+    """Combine members' ``(R, C+1)`` probabilities (torch or numpy, same kind out)."""
+    lib = _lib(probs[0])
+    w = np.ones(len(probs)) if weights is None else np.asarray(weights, np.float64)
+    if (w < 0).any() or w.sum() <= 0:
+        raise UserError(f"ensemble weights must be non-negative and not all zero: {w.tolist()}")
+    w = w / w.sum()
+    stacked = lib.stack(list(probs))                                    # (M, R, C+1)
+    shape = (-1,) + (1,) * (stacked.ndim - 1)
+    wt = lib.as_tensor(w, dtype=stacked.dtype, device=stacked.device).view(shape) if lib is not np \
+        else w.reshape(shape).astype(stacked.dtype)
+    mean = (stacked * wt).sum(0)
+    if vote == "soft":
+        return mean
+    if vote != "hard":
+        raise UserError(f"vote must be one of {VOTES}, got {vote!r}")
+    top = stacked.argmax(-1)                                           # (M, R)
+    onehot = (top[..., None] == lib.arange(stacked.shape[-1], **_dev(stacked))[None, None, :])
+    share = (onehot * wt).sum(0)
+    return share + HARD_VOTE_TIE_BREAK * mean
+
+
+def combine_deltas(deltas: list, weights=None):
+    lib = _lib(deltas[0])
+    w = np.ones(len(deltas)) if weights is None else np.asarray(weights, np.float64)
+    w = w / w.sum()
+    stacked = lib.stack(list(deltas))
+    shape = (-1,) + (1,) * (stacked.ndim - 1)
+    wt = lib.as_tensor(w, dtype=stacked.dtype, device=stacked.device).view(shape) if lib is not np \
+        else w.reshape(shape).astype(stacked.dtype)
+    return (stacked * wt).sum(0)
+
+
+def _lib(x):
+    import sys
+    return sys.modules["torch"] if type(x).__module__.startswith("torch") else np
+
+
+def _dev(x):
+    return {"device": x.device} if hasattr(x, "device") and not isinstance(x, np.ndarray) else {}
+
+
+class Ensemble:
+    """Members (DetectorModel) loaded once; ``combine`` merges their RegionScores."""
+
+    def __init__(self, members, names, weights=None, vote="soft", path=""):
+        self.members, self.names, self.path = members, names, path
+        self.weights = weights or [1.0] * len(members)
+        self.vote = vote
+        check_compatible(members, names)
+        self.cfg = members[0].cfg
+        self.classes = members[0].classes
+
+    @property
+    def multibox_dir(self):
+        return self.members[0].multibox_dir
+
+    def __len__(self):
+        return len(self.members)
+
+    def combine(self, scores: list):
+        from detector.model import RegionScores
+        if len(scores) == 1:
+            return scores[0]
+        return RegionScores(combine_probs([s.probs for s in scores], self.weights, self.vote),
+                            combine_deltas([s.deltas for s in scores], self.weights))
+
+
+def _proposal_signature(model) -> dict:
+    from proposals.cache import file_digest
+    p = dataclasses.asdict(model.cfg.proposals)
+    p.pop("multibox", None)          # training settings of MultiBox do not change its boxes
+    mb = model.multibox_dir
+    p["multibox_model"] = file_digest(os.path.join(mb, "multibox.pt")) if mb else ""
+    return p
+
+
+def check_compatible(members, names) -> None:
+    first, first_sig = members[0], _proposal_signature(members[0])
+    for model, name in zip(members[1:], names[1:]):
+        if model.classes != first.classes:
+            raise UserError(f"ensemble member {name} has classes {model.classes}, but {names[0]} has "
+                            f"{first.classes}: members must share classes")
+        sig = _proposal_signature(model)
+        if sig != first_sig:
+            diff = sorted(k for k in sig if sig[k] != first_sig.get(k))
+            raise UserError(f"ensemble member {name} has other proposal settings than {names[0]} "
+                            f"(differ: {', '.join(diff)}): members must score the same proposals")
+
+
+def _read_spec(path: str) -> dict:
+    spec_path = os.path.join(path, ENSEMBLE_FILE)
+    try:
+        with open(spec_path) as f:
+            spec = json.load(f)
+        spec["dirs"] = [m if os.path.isabs(m) else os.path.join(path, m) for m in spec["members"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{spec_path}: not a valid ensemble manifest ({exc})") from None
+    if not spec["dirs"]:
+        raise UserError(f"{spec_path}: lists no members")
+    if spec.get("weights") is not None and len(spec["weights"]) != len(spec["dirs"]):
+        raise UserError(f"{spec_path}: {len(spec['weights'])} weights for {len(spec['dirs'])} members")
+    return spec
+
+
+def member_dirs(path: str) -> list[str]:
+    """The model directories behind a model or ensemble path."""
+    if not os.path.isdir(path):
+        raise UserError(f"{path}: no such model directory")
+    return _read_spec(path)["dirs"] if is_ensemble(path) else [path]
+
+
+def model_classes(path: str) -> list[str]:
+    """Classes of a model or ensemble, read from its config without loading weights."""
+    from detector.config import load_config
+    config = os.path.join(member_dirs(path)[0], "config.yaml")
+    if not os.path.exists(config):
+        raise UserError(f"{path}: not a model directory (no config.yaml)")
+    return list(load_config(config).data.classes or [])
+
+
+def load_predictor(path: str, device="cpu", vote: str | None = None) -> Ensemble:
+    """A model directory or an ensemble directory, as an Ensemble (of one, or more)."""
+    from detector.model import DetectorModel
+    dirs = member_dirs(path)
+    spec = _read_spec(path) if is_ensemble(path) else {}
+    members = [DetectorModel.load(d, device) for d in dirs]
+    names = [os.path.basename(os.path.normpath(d)) for d in dirs]
+    return Ensemble(members, names, spec.get("weights"), vote or spec.get("vote", "soft"), path)

@@ -10,6 +10,7 @@ Imports numpy only (pycocotools for `coco`, matplotlib for plots, when used).
 from __future__ import annotations
 
 import logging
+from itertools import repeat
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,20 +53,18 @@ def index_detections(dataset, dets, ignore_unknown: bool = False):
     Returns (kept row indices, image index, class index).
     """
     images, classes = dataset.image_index(), dataset.class_index()
-    uniq_img, inv_img = np.unique(dets.image_ids, return_inverse=True)
-    uniq_cls, inv_cls = np.unique(dets.labels, return_inverse=True)
-    img_lookup = np.array([images.get(i, -1) for i in uniq_img], np.int64)
-    cls_lookup = np.array([classes.get(c, -1) for c in uniq_cls], np.int64)
-    image, label = img_lookup[inv_img], cls_lookup[inv_cls]
+    # dict lookups beat np.unique on a million strings by ~10x
+    image = np.fromiter(map(images.get, dets.image_ids.tolist(), repeat(-1)), np.int64, len(dets))
+    label = np.fromiter(map(classes.get, dets.labels.tolist(), repeat(-1)), np.int64, len(dets))
     bad_img, bad_cls = image < 0, label < 0
     if bad_img.any() or bad_cls.any():
         parts = []
         if bad_img.any():
-            names = sorted(set(uniq_img[img_lookup < 0]))
+            names = sorted(set(dets.image_ids[bad_img].tolist()))
             parts.append(f"{int(bad_img.sum())} detection(s) on {len(names)} image(s) not in split "
                          f"'{dataset.split}' (e.g. {', '.join(map(repr, names[:3]))})")
         if bad_cls.any():
-            names = sorted(set(uniq_cls[cls_lookup < 0]))
+            names = sorted(set(dets.labels[bad_cls].tolist()))
             parts.append(f"{int(bad_cls.sum())} detection(s) of class(es) the dataset does not have "
                          f"({', '.join(map(repr, names[:5]))}; classes are {', '.join(dataset.classes[:10])})")
         if not ignore_unknown:

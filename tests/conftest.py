@@ -65,3 +65,24 @@ def run_script():
         return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)],
                               capture_output=True, text=True, cwd=cwd or ROOT, timeout=600)
     return run
+
+
+@pytest.fixture(scope="session")
+def shapes_data(tmp_path_factory):
+    from synthetic import make_shapes
+    return make_shapes(tmp_path_factory.mktemp("shapes") / "data", 8)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, shapes_data):
+    """A tiny detector (combined proposals, shared mode) trained once through train.py."""
+    import subprocess
+
+    from synthetic import tiny_config
+    work = tmp_path_factory.mktemp("tiny_model")
+    cfg = tiny_config(work / "cfg.yaml", shapes_data, method="combined", epochs=2)
+    out = subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", str(cfg), "--out", str(work / "model"),
+                          "--cache-dir", str(work / "cache"), "--no-progress", "--workers", "1"],
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return {"model": work / "model", "cache": work / "cache", "data": shapes_data, "log": out.stderr, "config": cfg}

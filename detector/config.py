@@ -1,0 +1,201 @@
+"""One config object, read from ``configs/*.yaml``: plain nested dataclasses.
+
+Every field has a default, so a recipe names only what differs. An unknown key or a
+value of the wrong type is an error naming the file and the key. A model directory saves
+the resolved config (``config.yaml``) so that it runs without the recipe.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+
+from .errors import UserError
+
+
+@dataclass
+class DataConfig:
+    dataset: str = ""                  # dataset root (VOC / ILSVRC DET / COCO layout)
+    format: str = "auto"
+    train_split: str = "train"
+    val_split: str = "val"
+    test_split: str = "test"
+    classes: list[str] | None = None   # None: from the data (sorted)
+    synsets: str | None = None         # ILSVRC synset map
+
+
+@dataclass
+class SelectiveSearchConfig:
+    mode: str = "fast"                 # fast | quality (opencv-contrib's strategies)
+    base_k: int = 150                  # graph-segmentation scale (opencv's default)
+    k_scale: float = 2.0               # GoogLeNet: scale doubled -> coarser superpixels
+    inc_k: int = 150
+    sigma: float = 0.8
+    max_side: int = 500                # larger images are shrunk first; boxes mapped back
+    min_size: int = 8                  # smallest box side kept (pixels, original image)
+    top_n: int = 2000                  # first N in selective-search order
+
+
+@dataclass
+class MultiBoxConfig:
+    num_boxes: int = 200               # K: priors, predictions per image (>= 200)
+    input_size: int = 320              # the image is resized to this square
+    width: float = 0.5                 # GoogLeNet trunk channel multiplier
+    batch_norm: bool = True
+    loc_weight: float = 0.3            # alpha: location vs confidence in cost and loss
+    epochs: int = 60
+    batch_size: int = 8
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_steps: list[int] = field(default_factory=lambda: [40, 52])
+    seed: int = 0
+
+
+@dataclass
+class ProposalConfig:
+    method: str = "combined"           # ss | multibox | combined
+    multibox_top_k: int = 200          # MultiBox boxes added (combined) or used (multibox)
+    duplicate_iou: float = 0.9         # near-duplicates removed in combined
+    multibox_model: str = ""           # MultiBox model dir (relative to the model dir)
+    selective_search: SelectiveSearchConfig = field(default_factory=SelectiveSearchConfig)
+    multibox: MultiBoxConfig = field(default_factory=MultiBoxConfig)
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "googlenet"            # googlenet (paper-exact) | torchvision
+    batch_norm: bool = True            # after every conv (the paper had none)
+    width: float = 1.0                 # channel multiplier (1.0 = the paper's widths)
+    aux_classifiers: bool = True       # on 4a and 4d, training only
+    init: str = "random"               # random | imagenet | path/to/weights.pth
+    region_mode: str = "shared"        # warp (R-CNN) | shared (roi_align on a feature map)
+    input_size: int = 224              # warp: region size
+    context_pad: int = 16              # warp: context pixels at the warped size
+    image_scale: int = 480             # shared: shorter image side
+    max_image_side: int = 1000         # shared: cap on the longer side
+    roi_size: int = 14                 # shared: roi_align output on the 4e map
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    images_per_batch: int = 2
+    rois_per_image: int = 64
+    fg_fraction: float = 0.25
+    fg_iou: float = 0.5
+    bg_iou_low: float = 0.1
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_steps: list[int] = field(default_factory=lambda: [20, 26])
+    lr_gamma: float = 0.1
+    warmup_iters: int = 100
+    ema_decay: float = 0.999           # Polyak averaging of the weights used at test time
+    aux_weight: float = 0.3
+    flip: bool = True
+    scale_jitter: list[int] = field(default_factory=lambda: [400, 448, 480, 512, 560])
+    seed: int = 0
+    svm: bool = False                  # R-CNN stage: per-class linear SVMs
+    svm_C: float = 0.001
+    bbox_regression: bool = True
+    bbox_iou: float = 0.6
+    bbox_ridge_alpha: float = 1000.0
+    num_threads: int = 0               # 0: torch default
+
+
+@dataclass
+class TestConfig:
+    score_threshold: float = 0.05
+    nms_iou: float = 0.3
+    max_per_image: int = 100
+    batch_regions: int = 256           # regions per network batch (warp mode)
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    proposals: ProposalConfig = field(default_factory=ProposalConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    test: TestConfig = field(default_factory=TestConfig)
+
+
+CHOICES = {
+    ("proposals", "method"): ("ss", "multibox", "combined"),
+    ("selective_search", "mode"): ("fast", "quality"),
+    ("model", "arch"): ("googlenet", "torchvision"),
+    ("model", "region_mode"): ("warp", "shared"),
+}
+
+
+def _build(cls, values: dict, where: str, source: str):
+    if not isinstance(values, dict):
+        raise UserError(f"{source}: '{where}' must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise UserError(f"{source}: unknown key(s) {sorted(unknown)} in '{where}' "
+                        f"(known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for name, value in values.items():
+        hint, key = hints[name], f"{where}.{name}" if where else name
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value or {}, key, source)
+            continue
+        kwargs[name] = _check(hint, value, key, source)
+        choices = CHOICES.get((where.split(".")[-1], name))
+        if choices and value not in choices:
+            raise UserError(f"{source}: {key} = {value!r}; choose from {', '.join(choices)}")
+    return cls(**kwargs)
+
+
+def _check(hint, value, key, source):
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if value is None and type(None) in args:
+        return None
+    base = next((a for a in args if a is not type(None)), hint) if args and origin is not list else hint
+    if typing.get_origin(base) is list or base is list:
+        if not isinstance(value, list):
+            raise UserError(f"{source}: {key} must be a list, got {value!r}")
+        return list(value)
+    if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if base in (int, str, bool) and type(value) is base:
+        return value
+    raise UserError(f"{source}: {key} must be {getattr(base, '__name__', base)}, got {value!r}")
+
+
+def config_from_dict(values: dict, source: str = "<config>") -> Config:
+    return _build(Config, values or {}, "", source)
+
+
+def load_config(path: str, overrides: dict | None = None) -> Config:
+    import yaml
+    try:
+        with open(path) as f:
+            values = yaml.safe_load(f) or {}
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read config ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({exc})") from None
+    for dotted, value in (overrides or {}).items():
+        node = values
+        *parents, last = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return config_from_dict(values, path)
+
+
+def config_to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: Config, path: str) -> None:
+    import yaml
+
+    from .fileio import atomic_write
+    with atomic_write(path) as f:
+        yaml.safe_dump(config_to_dict(cfg), f, sort_keys=False)

@@ -1,0 +1,107 @@
+"""A trained detector: load a model directory, score regions, turn scores into boxes.
+
+Detection is split in two so that an ensemble can combine members in between:
+``score_regions`` (one network: class probabilities and box deltas for every proposal)
+and ``postprocess`` (decode boxes, threshold, per-class NMS, cap).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torchvision.ops import batched_nms
+
+from .boxes import clip_boxes, decode
+from .config import load_config
+from .errors import UserError
+from .heads import BBOX_WEIGHTS, apply_linear
+from .region_classifier import RegionClassifier
+from .training import load_checkpoint
+
+MODEL_FILES = ("config.yaml", "model.pt", "heads.npz")
+
+
+@dataclass
+class RegionScores:
+    probs: torch.Tensor       # (R, C+1): background first
+    deltas: torch.Tensor      # (R, C, 4): class-specific box deltas (BBOX_WEIGHTS scaled)
+
+
+class DetectorModel:
+    def __init__(self, cfg, net: RegionClassifier, heads: dict, model_dir: str = "", device="cpu"):
+        self.cfg, self.net, self.heads, self.dir = cfg, net.eval(), heads, model_dir
+        self.device = torch.device(device)
+        self.classes = list(cfg.data.classes)
+
+    @classmethod
+    def load(cls, model_dir: str, device="cpu") -> "DetectorModel":
+        missing = [f for f in MODEL_FILES if not os.path.exists(os.path.join(model_dir, f))]
+        if missing:
+            raise UserError(f"{model_dir}: not a model directory (missing {', '.join(missing)})")
+        cfg = load_config(os.path.join(model_dir, "config.yaml"))
+        test_model_cfg = dataclasses.replace(cfg.model, init="random", aux_classifiers=False)
+        net = RegionClassifier(test_model_cfg, len(cfg.data.classes))
+        state = load_checkpoint(os.path.join(model_dir, "model.pt"))
+        try:
+            net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        except RuntimeError as exc:
+            raise UserError(f"{model_dir}/model.pt does not fit its config.yaml ({str(exc)[:200]})") from None
+        try:
+            with np.load(os.path.join(model_dir, "heads.npz")) as z:
+                heads = {k: z[k] for k in z.files}
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{model_dir}/heads.npz: cannot read ({exc})") from None
+        return cls(cfg, net.to(device), heads, model_dir, device)
+
+    @property
+    def multibox_dir(self) -> str | None:
+        name = self.cfg.proposals.multibox_model
+        return os.path.join(self.dir, name) if name else None
+
+    def manifest(self) -> dict:
+        path = os.path.join(self.dir, "manifest.json")
+        if not os.path.exists(path):
+            return {}
+        with open(path) as f:
+            return json.load(f)
+
+    @torch.no_grad()
+    def score_regions(self, image: torch.Tensor, boxes: torch.Tensor) -> RegionScores:
+        """image: normalized (3, H, W) on self.device; boxes (R, 4) in its pixels."""
+        feats, logits, _ = self.net.regions(image, boxes, self.cfg.test.batch_regions)
+        probs = torch.softmax(logits, 1)
+        if "svm_W" in self.heads:
+            # R-CNN scores regions with the SVMs; squash to (0, 1) so members can average.
+            fg = torch.sigmoid(apply_linear(feats, self.heads["svm_W"], self.heads["svm_b"])[:, :, 0])
+            probs = torch.cat([1 - fg.max(1, keepdim=True).values, fg], 1)
+        if "bbox_W" in self.heads:
+            deltas = apply_linear(feats, self.heads["bbox_W"], self.heads["bbox_b"])
+        else:
+            deltas = torch.zeros(len(boxes), len(self.classes), 4, device=image.device)
+        return RegionScores(probs, deltas)
+
+
+def regress_boxes(proposals: torch.Tensor, deltas: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Class-specific boxes (R, C, 4): each proposal moved by its class's deltas, clipped."""
+    r, c = deltas.shape[:2]
+    boxes = decode(proposals[:, None, :].expand(r, c, 4), deltas, BBOX_WEIGHTS)
+    return clip_boxes(boxes.reshape(-1, 4), width, height).reshape(r, c, 4)
+
+
+def select_detections(boxes: torch.Tensor, probs: torch.Tensor, test_cfg):
+    """Score threshold, per-class NMS (torchvision batched_nms), per-image cap.
+    boxes (R, C, 4), probs (R, C+1) -> numpy (boxes (N, 4), scores (N,), labels (N,)), best first."""
+    r, c = boxes.shape[:2]
+    flat_boxes = boxes.reshape(-1, 4)
+    scores = probs[:, 1:].reshape(-1)
+    labels = torch.arange(c, device=boxes.device).repeat(r)
+    keep = (scores > test_cfg.score_threshold) & (flat_boxes[:, 2] > flat_boxes[:, 0]) & \
+        (flat_boxes[:, 3] > flat_boxes[:, 1])
+    flat_boxes, scores, labels = flat_boxes[keep], scores[keep], labels[keep]
+    keep = batched_nms(flat_boxes, scores, labels, test_cfg.nms_iou)[:test_cfg.max_per_image]
+    return (flat_boxes[keep].cpu().numpy().astype(np.float32), scores[keep].cpu().numpy().astype(np.float32),
+            labels[keep].cpu().numpy().astype(np.int64))

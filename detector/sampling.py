@@ -1,0 +1,54 @@
+"""Which proposals train the classifier (R-CNN / Fast R-CNN fine-tuning rules).
+
+Ground-truth boxes join the proposals. A region with IoU >= fg_iou against some gt
+takes that gt's class; IoU in [bg_low, fg_iou) makes it background; below bg_low it is
+not used (too easy a negative). Minibatches are ~fg_fraction foreground.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .boxes import pairwise_iou
+
+
+@dataclass
+class LabeledRegions:
+    boxes: np.ndarray       # (R, 4)
+    labels: np.ndarray      # (R,) 0 background, k+1 class k, -1 unused
+    gt_index: np.ndarray    # (R,) best-overlapping gt (-1 with no gt)
+    max_iou: np.ndarray     # (R,)
+
+
+def label_regions(proposals: np.ndarray, gt_boxes: np.ndarray, gt_labels: np.ndarray,
+                  fg_iou: float = 0.5, bg_low: float = 0.1) -> LabeledRegions:
+    boxes = np.vstack([gt_boxes.reshape(-1, 4), proposals.reshape(-1, 4)]).astype(np.float64)
+    if len(gt_boxes) == 0:
+        n = len(boxes)
+        return LabeledRegions(boxes, np.zeros(n, np.int64), np.full(n, -1), np.zeros(n))
+    iou = pairwise_iou(boxes, gt_boxes.astype(np.float64))
+    gt_index = iou.argmax(1)
+    max_iou = iou[np.arange(len(boxes)), gt_index]
+    labels = np.full(len(boxes), -1, np.int64)
+    labels[(max_iou >= bg_low) & (max_iou < fg_iou)] = 0
+    fg = max_iou >= fg_iou
+    labels[fg] = gt_labels[gt_index[fg]] + 1
+    return LabeledRegions(boxes, labels, gt_index, max_iou)
+
+
+def sample_regions(labels: np.ndarray, num: int, fg_fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Indices of a minibatch: up to round(num * fg_fraction) foreground, the rest
+    background, each drawn without replacement."""
+    fg = np.flatnonzero(labels > 0)
+    bg = np.flatnonzero(labels == 0)
+    n_fg = min(int(round(num * fg_fraction)), len(fg))
+    n_bg = min(num - n_fg, len(bg))
+    pick = np.concatenate([rng.choice(fg, n_fg, replace=False), rng.choice(bg, n_bg, replace=False)])
+    return pick.astype(np.int64)
+
+
+def flip_boxes(boxes: np.ndarray, width: float) -> np.ndarray:
+    out = boxes.copy()
+    out[:, 0], out[:, 2] = width - boxes[:, 2], width - boxes[:, 0]
+    return out

@@ -1,0 +1,233 @@
+"""Fine-tuning the GoogLeNet region classifier on cached proposals, then its heads.
+
+The recipe (R-CNN / Fast R-CNN with the GoogLeNet paper's optimizer): SGD with momentum
+0.9, a step-decay schedule after a short linear warm-up, minibatches of
+``images_per_batch`` images x ``rois_per_image`` regions at ~25% foreground, horizontal
+flips and (shared mode) scale jitter, auxiliary losses weighted 0.3, and Polyak
+averaging (an exponential moving average of the weights) for the model used at test
+time. A checkpoint is written after every epoch; ``resume`` continues from it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import time
+
+import numpy as np
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from .boxes import encode, pairwise_iou
+from .fileio import write_json
+from .heads import BBOX_WEIGHTS, fit_bbox_regressors, fit_svms
+from .images import read_image
+from .region_classifier import RegionClassifier, resize_tensor, to_tensor, warp_regions
+from .sampling import flip_boxes, label_regions, sample_regions
+from .training import (latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, seed_everything,
+                       set_rng_state, set_threads)
+
+log = logging.getLogger(__name__)
+
+
+def lr_factor(iteration: int, epoch: int, tc) -> float:
+    warm = min(1.0, (iteration + 1) / tc.warmup_iters) if tc.warmup_iters else 1.0
+    return warm * tc.lr_gamma ** sum(epoch >= s for s in tc.lr_steps)
+
+
+def _training_targets(rec, source, flip: bool):
+    """Image, proposals and gt for one training image (flipped if asked)."""
+    image = read_image(rec.path)
+    proposals, _ = source.get(rec.path, image)
+    keep = ~rec.difficult
+    gt_boxes, gt_labels = rec.boxes[keep], rec.labels[keep]
+    if flip:
+        image = np.ascontiguousarray(image[:, ::-1])
+        proposals = flip_boxes(proposals, rec.width)
+        gt_boxes = flip_boxes(gt_boxes, rec.width)
+    return image, proposals, gt_boxes, gt_labels
+
+
+def region_loss(net: RegionClassifier, image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor,
+                cfg, short_side: int | None):
+    """Softmax loss (+ weighted auxiliary losses) of one image's sampled regions."""
+    if cfg.model.region_mode == "warp":
+        _, logits, aux = net.forward_warp(warp_regions(image, boxes, cfg.model.input_size, cfg.model.context_pad))
+    else:
+        from .region_classifier import shared_scale
+        h, w = image.shape[-2:]
+        scale = shared_scale(h, w, short_side or cfg.model.image_scale, cfg.model.max_image_side)
+        _, logits, aux = net.forward_shared(resize_tensor(image, scale), boxes * scale)
+    loss = nn.functional.cross_entropy(logits, labels)
+    for a in aux:
+        loss = loss + cfg.train.aux_weight * nn.functional.cross_entropy(a, labels)
+    accuracy = (logits.argmax(1) == labels).float().mean()
+    return loss, accuracy
+
+
+def train_classifier(dataset, cfg, source, out_dir: str, device="cpu", resume: bool = False,
+                     max_steps: int | None = None, progress: bool = True) -> None:
+    from tqdm import tqdm
+    tc = cfg.train
+    set_threads(tc.num_threads)
+    seed_everything(tc.seed)
+    rng = np.random.default_rng(tc.seed)
+    num_classes = len(dataset.classes)
+    net = RegionClassifier(cfg.model, num_classes).to(device)
+    ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(tc.ema_decay), use_buffers=True)
+    opt = torch.optim.SGD(net.parameters(), lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
+    start_epoch, iteration, history, seconds = 0, 0, [], 0.0
+    ckpt = os.path.join(out_dir, "checkpoint.pt")
+    if resume and latest_checkpoint(out_dir):
+        state = load_checkpoint(ckpt, device)
+        net.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        rng.bit_generator.state = json.loads(state["np_rng"])
+        start_epoch, iteration = int(state["epoch"]), int(state["iteration"])
+        history, seconds = json.loads(state["history"]), float(state["seconds"])
+        log.info("resuming %s from epoch %d", out_dir, start_epoch)
+
+    n_images = len(dataset.images)
+    steps = 0
+    for epoch in range(start_epoch, tc.epochs):
+        net.train()
+        t0 = time.time()
+        order = rng.permutation(n_images)
+        batches = [order[i:i + tc.images_per_batch] for i in range(0, n_images, tc.images_per_batch)]
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not progress, leave=False)
+        totals = np.zeros(2)
+        for batch in bar:
+            for g in opt.param_groups:
+                g["lr"] = tc.lr * lr_factor(iteration, epoch, tc)
+            opt.zero_grad(set_to_none=True)
+            stats = np.zeros(2)
+            for idx in batch:
+                rec = dataset.images[idx]
+                flip = tc.flip and rng.random() < 0.5
+                image, proposals, gt_boxes, gt_labels = _training_targets(rec, source, flip)
+                regions = label_regions(proposals, gt_boxes, gt_labels, tc.fg_iou, tc.bg_iou_low)
+                pick = sample_regions(regions.labels, tc.rois_per_image, tc.fg_fraction, rng)
+                if len(pick) == 0:
+                    continue
+                short = int(rng.choice(tc.scale_jitter)) if tc.scale_jitter else None
+                loss, acc = region_loss(net, to_tensor(image, device),
+                                        torch.as_tensor(regions.boxes[pick], dtype=torch.float32, device=device),
+                                        torch.as_tensor(regions.labels[pick], device=device), cfg, short)
+                (loss / len(batch)).backward()
+                stats += [loss.item(), acc.item()]
+            opt.step()
+            ema.update_parameters(net)
+            iteration, steps = iteration + 1, steps + 1
+            stats /= max(len(batch), 1)
+            totals += stats
+            bar.set_postfix(loss=f"{stats[0]:.3f}", acc=f"{stats[1]:.2f}", lr=f"{opt.param_groups[0]['lr']:.4f}",
+                            img_s=f"{steps * tc.images_per_batch / max(time.time() - t0, 1e-9):.2f}")
+            if max_steps and steps >= max_steps:
+                break
+        seconds += time.time() - t0
+        n = max(1, min(len(batches), steps))
+        history.append({"epoch": epoch + 1, "loss": totals[0] / n, "accuracy": totals[1] / n,
+                        "seconds": round(seconds, 1)})
+        log.info("epoch %d/%d: loss %.4f, region accuracy %.3f, %.0f s", epoch + 1, tc.epochs,
+                 totals[0] / n, totals[1] / n, time.time() - t0)
+        save_checkpoint(ckpt, {"model": net.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                               "rng": rng_state(), "np_rng": json.dumps(rng.bit_generator.state),
+                               "epoch": epoch + 1, "iteration": iteration, "history": json.dumps(history),
+                               "seconds": seconds})
+        if max_steps and steps >= max_steps:
+            break
+
+    test_net = ema.module.eval()
+    t = time.time()
+    heads = fit_heads(test_net, dataset, source, cfg, device, progress)
+    seconds += time.time() - t
+    save_model_dir(out_dir, test_net, heads, cfg, dataset, history, seconds)
+
+
+@torch.no_grad()
+def fit_heads(net: RegionClassifier, dataset, source, cfg, device, progress=True) -> dict:
+    """Bounding-box regressors (and SVMs) on the final network's region features."""
+    from tqdm import tqdm
+    tc = cfg.train
+    rng = np.random.default_rng(tc.seed + 1)
+    num_classes = len(dataset.classes)
+    reg_feats, reg_cls, reg_targets = [], [], []
+    pos = [[] for _ in range(num_classes)]
+    neg = [[] for _ in range(num_classes)]
+    if not (tc.bbox_regression or tc.svm):
+        return {}
+    for rec in tqdm(dataset.images, desc="region features", disable=not progress, leave=False):
+        image, proposals, gt_boxes, gt_labels = _training_targets(rec, source, flip=False)
+        if len(gt_boxes) == 0:
+            continue
+        iou = pairwise_iou(proposals.astype(np.float64), gt_boxes)
+        best = iou.argmax(1)
+        best_iou = iou[np.arange(len(proposals)), best]
+        close = np.flatnonzero(best_iou >= tc.bbox_iou)
+        close = rng.choice(close, min(len(close), 64), replace=False) if len(close) else close
+        sel = [gt_boxes, proposals[close]]
+        if tc.svm:
+            far = np.flatnonzero(best_iou < 0.3)
+            sel.append(proposals[rng.choice(far, min(len(far), 128), replace=False)] if len(far) else proposals[:0])
+        boxes = np.vstack(sel).astype(np.float32)
+        feats, _, _ = net.regions(to_tensor(image, device), torch.from_numpy(boxes).to(device), cfg.test.batch_regions)
+        feats = feats.cpu().numpy()
+        n_gt, n_close = len(gt_boxes), len(close)
+        if tc.bbox_regression and n_close:
+            reg_feats.append(feats[n_gt:n_gt + n_close])
+            reg_cls.append(gt_labels[best[close]])
+            reg_targets.append(encode(proposals[close].astype(np.float64), gt_boxes[best[close]], BBOX_WEIGHTS))
+        if tc.svm:
+            for c in range(num_classes):
+                pos[c].append(feats[:n_gt][gt_labels == c])
+                far_feats = feats[n_gt + n_close:]
+                far_boxes = boxes[n_gt + n_close:]
+                gt_c = gt_boxes[gt_labels == c]
+                if len(gt_c):
+                    ok = pairwise_iou(far_boxes.astype(np.float64), gt_c).max(1) < 0.3
+                    far_feats = far_feats[ok]
+                neg[c].append(far_feats)
+    heads = {}
+    if tc.bbox_regression and reg_feats:
+        W, b, alphas = fit_bbox_regressors(np.vstack(reg_feats), np.concatenate(reg_cls),
+                                           np.vstack(reg_targets), num_classes)
+        heads.update(bbox_W=W, bbox_b=b)
+        log.info("bbox regression: ridge alphas %s", alphas)
+    if tc.svm:
+        W, b = fit_svms([np.vstack(p) for p in pos], [np.vstack(n) for n in neg], tc.svm_C, seed=tc.seed)
+        heads.update(svm_W=W, svm_b=b)
+    return heads
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=os.path.dirname(os.path.abspath(__file__)), timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def save_model_dir(out_dir, net: RegionClassifier, heads: dict, cfg, dataset, history, seconds) -> None:
+    """Weights (fp16, no auxiliary heads: they are training-only), heads, manifest."""
+    from .fileio import atomic_write
+    state = {k: (v.half() if v.is_floating_point() else v).cpu() for k, v in net.state_dict().items()
+             if not k.startswith("net.aux.")}
+    save_checkpoint(os.path.join(out_dir, "model.pt"), state)
+    with atomic_write(os.path.join(out_dir, "heads.npz"), "wb") as f:
+        np.savez(f, **heads)
+    manifest_path = os.path.join(out_dir, "manifest.json")
+    manifest = {}
+    if os.path.exists(manifest_path):
+        with open(manifest_path) as f:
+            manifest = json.load(f)
+    manifest.update({
+        "dataset": os.path.abspath(dataset.root), "split": dataset.split, "classes": list(dataset.classes),
+        "arch": cfg.model.arch, "region_mode": cfg.model.region_mode, "seed": cfg.train.seed,
+        "training_seconds": round(seconds, 1), "code_commit": _git_commit(),
+        "trained": time.strftime("%Y-%m-%d %H:%M"), "history": history,
+    })
+    write_json(manifest_path, manifest)

@@ -1,0 +1,64 @@
+"""python -m proposals report --dataset DIR --split NAME --method {ss,multibox,combined}"""
+from __future__ import annotations
+
+import argparse
+import logging
+
+from detector.errors import UserError, run_cli
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m proposals", description="Region proposals: quality report.")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("report", help="recall@0.5/0.7, ABO, boxes and seconds per image",
+                       description="Compute (or read from the cache) proposals for a split and report their quality.")
+    r.add_argument("--dataset", required=True)
+    r.add_argument("--split", required=True)
+    r.add_argument("--method", required=True, choices=("ss", "multibox", "combined"))
+    r.add_argument("--config", help="YAML recipe whose 'proposals' section to use (default: built-in defaults)")
+    r.add_argument("--model", help="model dir whose config and MultiBox to use")
+    r.add_argument("--multibox", metavar="DIR", help="MultiBox model dir (default: <model>/multibox)")
+    r.add_argument("--cache-dir", help="proposal cache (default: ~/.cache/googlenet-detector)")
+    r.add_argument("--workers", type=int, default=2, help="selective-search processes (default 2)")
+    r.add_argument("--device", default="cpu")
+    r.add_argument("--json", metavar="OUT")
+    r.add_argument("--plot", metavar="PNG", help="recall against the number of proposals")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s: %(message)s")
+    import os
+
+    from detector.config import Config, load_config
+    from detector.datasets import load_dataset
+    from detector.fileio import write_json
+
+    from .cache import ProposalSource
+    from .report import plot_recall, proposal_report
+
+    if args.model:
+        cfg = load_config(os.path.join(args.model, "config.yaml"))
+    elif args.config:
+        cfg = load_config(args.config)
+    else:
+        cfg = Config()
+    cfg.proposals.method = args.method
+    multibox_dir = args.multibox or (os.path.join(args.model, "multibox") if args.model else None)
+    dataset = load_dataset(args.dataset, args.split)
+    source = ProposalSource(cfg.proposals, args.cache_dir, multibox_dir, args.device, args.workers)
+    paths = [r.path for r in dataset.images]
+    source.prepare(paths)
+    boxes, seconds = zip(*(source.get(p) for p in paths)) if paths else ((), ())
+    report = proposal_report(args.method, [r.boxes for r in dataset.images], list(boxes), list(seconds))
+    print(report.format())
+    if args.json:
+        write_json(args.json, report.to_json())
+    if args.plot:
+        plot_recall([report], args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

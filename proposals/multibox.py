@@ -1,0 +1,249 @@
+"""MultiBox (Erhan et al., "Scalable Object Detection using Deep Neural Networks",
+CVPR 2014): a GoogLeNet trunk whose head predicts K boxes and K objectness logits.
+
+* Priors: k-means over the training set's boxes, normalized to [0, 1] by image size.
+  Each prediction is an offset from its prior.
+* Training: ground truth is assigned to predictions by bipartite matching (scipy's
+  linear_sum_assignment) over  alpha/2 * ||l_i - g_j||^2 - log c_i + log(1 - c_i), the
+  change in  F = alpha * F_loc + F_conf  when prediction i takes object j; the loss is
+  that F: an L2 location loss on matched predictions plus a logistic confidence loss on
+  all of them.
+* Inference: the top boxes by objectness.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from detector.errors import UserError
+
+log = logging.getLogger(__name__)
+
+IMAGE_MEAN = (0.485, 0.456, 0.406)
+IMAGE_STD = (0.229, 0.224, 0.225)
+
+
+# ------------------------------------------------------------------------- priors
+def normalized_boxes(dataset) -> np.ndarray:
+    return np.vstack([rec.boxes / [rec.width, rec.height, rec.width, rec.height]
+                      for rec in dataset.images if len(rec.boxes)] or [np.zeros((0, 4))])
+
+
+def kmeans_priors(boxes: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """``(k, 4)`` prior boxes: k-means centres of normalized gt boxes, sorted by area.
+
+    With fewer boxes than k (a small dataset), the boxes are first augmented with their
+    mirror images and jittered copies, which the training flips would show anyway.
+    """
+    from sklearn.cluster import KMeans
+    if len(boxes) == 0:
+        raise UserError("MultiBox priors: the training split has no boxes")
+    rng = np.random.default_rng(seed)
+    samples = boxes
+    if len(samples) < 2 * k:
+        mirrored = np.column_stack([1 - boxes[:, 2], boxes[:, 1], 1 - boxes[:, 0], boxes[:, 3]])
+        samples = np.vstack([boxes, mirrored])
+        reps = int(np.ceil(2 * k / len(samples)))
+        jitter = rng.normal(0, 0.02, (len(samples) * reps, 4))
+        samples = np.vstack([samples, np.tile(samples, (reps, 1)) + jitter]).clip(0, 1)
+    km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(samples)
+    centres = km.cluster_centers_
+    area = (centres[:, 2] - centres[:, 0]) * (centres[:, 3] - centres[:, 1])
+    return centres[np.argsort(-area, kind="stable")].astype(np.float32)
+
+
+# ------------------------------------------------------------------------- network
+class MultiBoxNet(nn.Module):
+    def __init__(self, priors: np.ndarray, width: float = 0.5, batch_norm: bool = True):
+        super().__init__()
+        from detector.googlenet import GoogLeNet
+        self.register_buffer("priors", torch.as_tensor(priors, dtype=torch.float32))
+        k = len(priors)
+        self.trunk = GoogLeNet(num_outputs=1, batch_norm=batch_norm, width=width, aux_classifiers=False)
+        self.trunk.classifier = nn.Identity()        # only the stages are used
+        self.reduce = nn.Sequential(nn.Conv2d(self.trunk.feature_dim, 128, 1), nn.ReLU(inplace=True),
+                                    nn.AdaptiveAvgPool2d(8), nn.Flatten())
+        self.fc = nn.Sequential(nn.Linear(128 * 64, 1024), nn.ReLU(inplace=True), nn.Dropout(0.3))
+        self.loc = nn.Linear(1024, 4 * k)
+        self.conf = nn.Linear(1024, k)
+        nn.init.zeros_(self.loc.weight)
+        nn.init.zeros_(self.loc.bias)
+        nn.init.normal_(self.conf.weight, std=0.01)
+        nn.init.constant_(self.conf.bias, -2.0)
+
+    def forward(self, images):
+        """images ``(B, 3, S, S)`` -> (boxes ``(B, K, 4)`` normalized, logits ``(B, K)``)."""
+        x, _ = self.trunk.run(images)
+        h = self.fc(self.reduce(x))
+        return self.priors + self.loc(h).view(len(images), -1, 4), self.conf(h)
+
+
+# ------------------------------------------------------------------------- matching + loss
+def match(pred_boxes: torch.Tensor, logits: torch.Tensor, gt: torch.Tensor, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Bipartite assignment of gt objects to predictions for one image: (pred idx, gt idx)."""
+    from scipy.optimize import linear_sum_assignment
+    if len(gt) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    with torch.no_grad():
+        loc = 0.5 * alpha * torch.cdist(pred_boxes, gt).pow(2)                 # (K, G)
+        conf = (nn.functional.softplus(-logits) - nn.functional.softplus(logits))[:, None]
+        cost = (loc + conf).cpu().numpy()                                       # -log c + log(1-c)
+    rows, cols = linear_sum_assignment(cost)
+    return rows, cols
+
+
+def multibox_loss(pred_boxes, logits, gts: list[torch.Tensor], alpha: float):
+    """alpha * F_loc + F_conf averaged over the batch; returns (loss, loc part, conf part)."""
+    target = torch.zeros_like(logits)
+    loc_terms = []
+    for b, gt in enumerate(gts):
+        rows, cols = match(pred_boxes[b], logits[b], gt, alpha)
+        if len(rows):
+            target[b, rows] = 1.0
+            loc_terms.append(0.5 * (pred_boxes[b, rows] - gt[cols]).pow(2).sum())
+    conf = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="sum") / len(gts)
+    loc = (torch.stack(loc_terms).sum() if loc_terms else logits.sum() * 0) / len(gts)
+    return alpha * loc + conf, loc.detach(), conf.detach()
+
+
+# ------------------------------------------------------------------------- data
+def prepare_image(image_rgb: np.ndarray, size: int) -> torch.Tensor:
+    """uint8 HxWx3 -> normalized (3, size, size) float tensor (aspect not kept: the
+    boxes are normalized, so stretching is undone when they are mapped back)."""
+    import cv2
+    resized = cv2.resize(image_rgb, (size, size), interpolation=cv2.INTER_LINEAR)
+    t = torch.from_numpy(resized).permute(2, 0, 1).float().div_(255)
+    mean = torch.tensor(IMAGE_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGE_STD).view(3, 1, 1)
+    return (t - mean) / std
+
+
+class MultiBoxData(torch.utils.data.Dataset):
+    def __init__(self, dataset, size: int, flip: bool):
+        self.records, self.size, self.flip = dataset.images, size, flip
+
+    def __len__(self):
+        return len(self.records)
+
+    def __getitem__(self, i):
+        from detector.images import read_image
+        rec = self.records[i]
+        image = read_image(rec.path)
+        boxes = rec.boxes / [rec.width, rec.height, rec.width, rec.height]
+        if self.flip and torch.rand(()) < 0.5:
+            image = image[:, ::-1]
+            boxes = np.column_stack([1 - boxes[:, 2], boxes[:, 1], 1 - boxes[:, 0], boxes[:, 3]])
+        return prepare_image(np.ascontiguousarray(image), self.size), torch.as_tensor(boxes, dtype=torch.float32)
+
+
+def _collate(batch):
+    return torch.stack([b[0] for b in batch]), [b[1] for b in batch]
+
+
+# ------------------------------------------------------------------------- train / load / run
+def train_multibox(dataset, cfg, out_dir: str, device="cpu", resume: bool = True, max_steps: int | None = None,
+                   progress: bool = True) -> str:
+    """Train MultiBox on ``dataset`` into ``out_dir`` (``multibox.pt`` + ``multibox.json``).
+
+    A checkpoint is written each epoch; with ``resume`` a killed run continues from it.
+    ``max_steps`` stops early (tests). Returns the model path.
+    """
+    from tqdm import tqdm
+
+    from detector.training import (latest_checkpoint, load_checkpoint, rng_state, save_checkpoint,
+                                   seed_everything, set_rng_state)
+    os.makedirs(out_dir, exist_ok=True)
+    generator = seed_everything(cfg.seed)
+    priors = kmeans_priors(normalized_boxes(dataset), cfg.num_boxes, cfg.seed)
+    net = MultiBoxNet(priors, cfg.width, cfg.batch_norm).to(device)
+    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, cfg.lr_steps, 0.1)
+    start_epoch, history = 0, []
+    ckpt_path = os.path.join(out_dir, "checkpoint.pt")
+    if resume and latest_checkpoint(out_dir):
+        state = load_checkpoint(ckpt_path)
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        generator.set_state(state["generator"])
+        start_epoch, history = int(state["epoch"]), json.loads(state["history"])
+        log.info("resuming MultiBox from epoch %d", start_epoch)
+    loader = torch.utils.data.DataLoader(MultiBoxData(dataset, cfg.input_size, flip=True), batch_size=cfg.batch_size,
+                                         shuffle=True, collate_fn=_collate, generator=generator, drop_last=False)
+    steps = 0
+    t0 = time.time()
+    for epoch in range(start_epoch, cfg.epochs):
+        net.train()
+        bar = tqdm(loader, desc=f"multibox {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
+        total = n = 0
+        for images, gts in bar:
+            boxes, logits = net(images.to(device))
+            loss, loc, conf = multibox_loss(boxes, logits, [g.to(device) for g in gts], cfg.loc_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total, n, steps = total + loss.item(), n + 1, steps + 1
+            bar.set_postfix(loss=f"{loss.item():.3f}", loc=f"{loc.item():.3f}", conf=f"{conf.item():.2f}",
+                            img_s=f"{steps * cfg.batch_size / (time.time() - t0):.1f}")
+            if max_steps and steps >= max_steps:
+                break
+        sched.step()
+        history.append({"epoch": epoch + 1, "loss": total / max(n, 1), "seconds": time.time() - t0})
+        log.info("multibox epoch %d/%d loss %.4f", epoch + 1, cfg.epochs, total / max(n, 1))
+        save_checkpoint(ckpt_path, {"model": net.state_dict(), "optimizer": opt.state_dict(),
+                                    "scheduler": sched.state_dict(), "rng": rng_state(),
+                                    "generator": generator.get_state(), "epoch": epoch + 1,
+                                    "history": json.dumps(history)})
+        if max_steps and steps >= max_steps:
+            break
+    return export_multibox(net, cfg, out_dir, history)
+
+
+def export_multibox(net, cfg, out_dir, history) -> str:
+    from detector.fileio import write_json
+    from detector.training import save_checkpoint
+    path = os.path.join(out_dir, "multibox.pt")
+    save_checkpoint(path, {k: v.half() if v.is_floating_point() and k != "priors" else v
+                           for k, v in net.state_dict().items()})
+    write_json(os.path.join(out_dir, "multibox.json"),
+               {"num_boxes": cfg.num_boxes, "input_size": cfg.input_size, "width": cfg.width,
+                "batch_norm": cfg.batch_norm, "history": history})
+    return path
+
+
+def load_multibox(model_dir: str, device="cpu") -> tuple[MultiBoxNet, int]:
+    """(network in eval mode, input size) from a directory written by train_multibox."""
+    from detector.training import load_checkpoint
+    meta_path = os.path.join(model_dir, "multibox.json")
+    try:
+        with open(meta_path) as f:
+            meta = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{meta_path}: not a MultiBox model ({exc})") from None
+    state = load_checkpoint(os.path.join(model_dir, "multibox.pt"))
+    net = MultiBoxNet(state["priors"].numpy(), meta["width"], meta["batch_norm"])
+    net.load_state_dict({k: v.float() for k, v in state.items()})
+    return net.to(device).eval(), int(meta["input_size"])
+
+
+@torch.no_grad()
+def multibox_proposals(net: MultiBoxNet, input_size: int, images_rgb: list[np.ndarray], top_k: int,
+                       device="cpu") -> list[tuple[np.ndarray, np.ndarray]]:
+    """Top-k (boxes in pixels, objectness) per image, best first."""
+    batch = torch.stack([prepare_image(im, input_size) for im in images_rgb]).to(device)
+    boxes, logits = net(batch)
+    out = []
+    for b, im in enumerate(images_rgb):
+        h, w = im.shape[:2]
+        scores = torch.sigmoid(logits[b])
+        order = torch.argsort(scores, descending=True)[:top_k]
+        px = (boxes[b, order].clamp(0, 1) * torch.tensor([w, h, w, h], device=boxes.device)).cpu().numpy()
+        out.append((px.astype(np.float32), scores[order].cpu().numpy().astype(np.float32)))
+    return out

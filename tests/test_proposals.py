@@ -1,0 +1,135 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from detector.config import ProposalConfig, SelectiveSearchConfig
+from proposals.cache import ProposalSource, combine
+from proposals.multibox import MultiBoxNet, kmeans_priors, match, multibox_loss
+from proposals.report import proposal_report
+from proposals.selective_search import selective_search
+
+
+def blobs_image(h=120, w=160):
+    rng = np.random.default_rng(0)
+    img = rng.integers(100, 130, (h, w, 3), dtype=np.uint8)
+    img[20:60, 30:80] = (20, 200, 40)
+    img[70:110, 90:150] = (200, 20, 40)
+    return img
+
+
+def test_selective_search_boxes_valid_unique_inside():
+    img = blobs_image()
+    boxes = selective_search(img, SelectiveSearchConfig(max_side=0, min_size=5, top_n=500))
+    assert len(boxes) > 5 and boxes.dtype == np.float32
+    assert (boxes[:, 0] >= 0).all() and (boxes[:, 1] >= 0).all()
+    assert (boxes[:, 2] <= 160).all() and (boxes[:, 3] <= 120).all()
+    assert ((boxes[:, 2] - boxes[:, 0]) >= 5).all() and ((boxes[:, 3] - boxes[:, 1]) >= 5).all()
+    assert len(np.unique(boxes, axis=0)) == len(boxes)
+    # the green blob is found
+    iou = [(min(b[2], 80) - max(b[0], 30)) * (min(b[3], 60) - max(b[1], 20)) for b in boxes]
+    assert max(iou) > 0.8 * 50 * 40
+    # down-scaling maps the boxes back to the original size
+    small = selective_search(img, SelectiveSearchConfig(max_side=80, min_size=5))
+    assert small[:, 2].max() > 100
+
+
+def test_kmeans_priors_find_clusters():
+    rng = np.random.default_rng(0)
+    a = np.array([0.1, 0.1, 0.3, 0.3]) + rng.normal(0, 0.005, (50, 4))
+    b = np.array([0.5, 0.5, 0.9, 0.9]) + rng.normal(0, 0.005, (50, 4))
+    priors = kmeans_priors(np.vstack([a, b]), 2)
+    np.testing.assert_allclose(priors[0], [0.5, 0.5, 0.9, 0.9], atol=0.01)    # larger first
+    np.testing.assert_allclose(priors[1], [0.1, 0.1, 0.3, 0.3], atol=0.01)
+    # fewer boxes than priors: augmented, still k priors
+    assert kmeans_priors(np.vstack([a[:3], b[:3]]), 20).shape == (20, 4)
+
+
+def test_bipartite_matching_hand_case():
+    preds = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0], [0.1, 0.1, 0.6, 0.6]])
+    logits = torch.tensor([0.0, 0.0, 5.0])       # the third is confident
+    gt = torch.tensor([[0.5, 0.5, 1.0, 1.0], [0.0, 0.0, 0.5, 0.5]])
+    rows, cols = match(preds, logits, gt, alpha=0.3)
+    # location alone would give gt1 -> pred0; confidence pulls gt1 to the confident pred2
+    assert sorted(zip(rows.tolist(), cols.tolist())) == [(1, 0), (2, 1)]
+    rows, cols = match(preds, torch.zeros(3), gt, alpha=0.3)
+    assert sorted(zip(rows.tolist(), cols.tolist())) == [(0, 1), (1, 0)]
+
+
+def test_multibox_few_steps_lower_the_loss():
+    torch.manual_seed(0)
+    priors = np.array([[0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 0.9, 0.9], [0.2, 0.5, 0.5, 0.9], [0.5, 0.1, 0.9, 0.4]], np.float32)
+    net = MultiBoxNet(priors, width=0.125)
+    images = torch.randn(2, 3, 64, 64)
+    gts = [torch.tensor([[0.12, 0.1, 0.42, 0.38]]), torch.tensor([[0.5, 0.52, 0.88, 0.9], [0.2, 0.5, 0.5, 0.85]])]
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    losses = []
+    for _ in range(15):
+        boxes, logits = net(images)
+        loss, _, _ = multibox_loss(boxes, logits, gts, alpha=0.3)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_recall_report_hand_case():
+    gt = [np.array([[0, 0, 10, 10], [20, 20, 30, 30]], float)]
+    props = [np.array([[0, 0, 10, 10], [20, 20, 30, 36], [50, 50, 60, 60]], np.float32)]   # IoU 1, 10/16
+    r = proposal_report("x", gt, props, [0.5])
+    assert r.recall_50 == 1.0 and r.recall_70 == 0.5
+    assert r.abo == pytest.approx((1 + 100 / 160) / 2)
+    assert r.boxes_per_image == 3 and r.seconds_per_image == 0.5
+    assert r.curve[1] == (0.5, 0.5) and r.curve[2] == (1.0, 0.5)
+
+
+def test_combined_drops_near_duplicates_and_keeps_multibox_first():
+    ss = np.array([[0, 0, 10, 10], [50, 50, 80, 80]], np.float32)
+    mb = np.array([[0, 0, 10, 10.2], [20, 20, 30, 30]], np.float32)
+    out = combine(ss, mb, 0.9)
+    np.testing.assert_allclose(out, [[0, 0, 10, 10.2], [20, 20, 30, 30], [50, 50, 80, 80]], rtol=1e-6)
+
+
+def test_cache_hit_miss_and_invalidation(tmp_path, monkeypatch):
+    from PIL import Image
+    path = tmp_path / "img.png"
+    Image.fromarray(blobs_image()).save(path)
+    calls = []
+    import proposals.selective_search as ss_mod
+    real = ss_mod.selective_search
+    monkeypatch.setattr(ss_mod, "selective_search", lambda *a: calls.append(1) or real(*a))
+    cfg = ProposalConfig(method="ss", selective_search=SelectiveSearchConfig(max_side=0, min_size=5))
+    source = ProposalSource(cfg, str(tmp_path / "cache"), workers=1, progress=False)
+    boxes, seconds = source.get(str(path))
+    assert len(calls) == 1 and len(boxes) > 0 and seconds > 0
+    again, _ = source.get(str(path))                              # hit: not recomputed
+    assert len(calls) == 1 and np.array_equal(boxes, again)
+    cfg.selective_search.min_size = 20                            # new parameters: new entry
+    source2 = ProposalSource(cfg, str(tmp_path / "cache"), workers=1, progress=False)
+    fewer, _ = source2.get(str(path))
+    assert len(calls) == 2 and len(fewer) < len(boxes)
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # image changed: recomputed
+    source2.get(str(path))
+    assert len(calls) == 3
+    assert len(list((tmp_path / "cache" / "proposals").iterdir())) == 2
+
+
+def test_cache_prepare_in_worker_processes(tmp_path):
+    from PIL import Image
+    paths = []
+    for k in range(3):
+        paths.append(str(tmp_path / f"{k}.png"))
+        Image.fromarray(np.roll(blobs_image(), 7 * k, axis=1)).save(paths[-1])
+    cfg = ProposalConfig(method="ss", selective_search=SelectiveSearchConfig(max_side=0, min_size=5))
+    source = ProposalSource(cfg, str(tmp_path / "cache"), workers=2, progress=False)
+    source.prepare(paths)
+    assert all(source.stores["ss"].has(p) for p in paths)
+
+
+def test_multibox_method_without_model_is_a_clear_error(tmp_path):
+    from detector.errors import UserError
+    with pytest.raises(UserError, match="needs a trained MultiBox model"):
+        ProposalSource(ProposalConfig(method="combined"), str(tmp_path))
