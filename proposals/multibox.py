@@ -1,8 +1,14 @@
 """MultiBox (Erhan et al., "Scalable Object Detection using Deep Neural Networks",
 CVPR 2014): a GoogLeNet trunk whose head predicts K boxes and K objectness logits.
 
-* Priors: k-means over the training set's boxes, normalized to [0, 1] by image size.
-  Each prediction is an offset from its prior.
+* Priors: k-means over the training set's box shapes (width, height, normalized to
+  [0, 1] by image size) gives A shapes; placed at the centres of the S x S cells of the
+  trunk's last map (stride 32) they make K = S*S*A >= num_boxes priors. This is the
+  convolutional-prior form of MultiBox (Szegedy et al., "Scalable, High-Quality Object
+  Detection", 2014): a 3x3 conv head predicts, per cell and shape, an offset from the
+  prior (in units of the prior's size) and an objectness logit. Erhan's original fully
+  connected head needs far more than a few hundred training images to learn where
+  objects are; the convolutional head shares what it learns across positions.
 * Training: ground truth is assigned to predictions by bipartite matching (scipy's
   linear_sum_assignment) over  alpha/2 * ||l_i - g_j||^2 - log c_i + log(1 - c_i), the
   change in  F = alpha * F_loc + F_conf  when prediction i takes object j; the loss is
@@ -35,80 +41,106 @@ def normalized_boxes(dataset) -> np.ndarray:
                       for rec in dataset.images if len(rec.boxes)] or [np.zeros((0, 4))])
 
 
-def kmeans_priors(boxes: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
-    """``(k, 4)`` prior boxes: k-means centres of normalized gt boxes, sorted by area.
-
-    With fewer boxes than k (a small dataset), the boxes are first augmented with their
-    mirror images and jittered copies, which the training flips would show anyway.
-    """
+def kmeans_shapes(boxes: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """``(k, 2)`` prior shapes (width, height): k-means centres of normalized gt box
+    shapes, largest first. With fewer boxes than 2k, jittered copies are added first."""
     from sklearn.cluster import KMeans
     if len(boxes) == 0:
         raise UserError("MultiBox priors: the training split has no boxes")
-    rng = np.random.default_rng(seed)
-    samples = boxes
-    if len(samples) < 2 * k:
-        mirrored = np.column_stack([1 - boxes[:, 2], boxes[:, 1], 1 - boxes[:, 0], boxes[:, 3]])
-        samples = np.vstack([boxes, mirrored])
-        reps = int(np.ceil(2 * k / len(samples)))
-        jitter = rng.normal(0, 0.02, (len(samples) * reps, 4))
-        samples = np.vstack([samples, np.tile(samples, (reps, 1)) + jitter]).clip(0, 1)
-    km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(samples)
+    shapes = np.column_stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]])
+    if len(shapes) < 2 * k:
+        rng = np.random.default_rng(seed)
+        reps = int(np.ceil(2 * k / len(shapes)))
+        shapes = np.vstack([shapes, np.tile(shapes, (reps, 1)) * rng.lognormal(0, 0.1, (len(shapes) * reps, 2))])
+    km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(shapes.clip(1e-3, 1))
     centres = km.cluster_centers_
-    area = (centres[:, 2] - centres[:, 0]) * (centres[:, 3] - centres[:, 1])
-    return centres[np.argsort(-area, kind="stable")].astype(np.float32)
+    return centres[np.argsort(-centres.prod(1), kind="stable")].astype(np.float32)
+
+
+def grid_size(input_size: int) -> int:
+    return max(1, input_size // 32)
+
+
+def make_priors(shapes: np.ndarray, grid: int) -> np.ndarray:
+    """``(grid*grid*A, 4)`` normalized boxes: every shape centred in every cell, in the
+    order (row, column, shape) that the head's output is flattened in."""
+    centres = (np.arange(grid) + 0.5) / grid
+    cy, cx = np.meshgrid(centres, centres, indexing="ij")
+    c = np.stack([cx, cy], -1).reshape(-1, 1, 2)                       # (S*S, 1, 2)
+    half = shapes[None, :, :] / 2                                       # (1, A, 2)
+    return np.concatenate([c - half, c + half], -1).reshape(-1, 4).astype(np.float32)
+
+
+def shapes_per_cell(num_boxes: int, input_size: int) -> int:
+    return int(np.ceil(num_boxes / grid_size(input_size) ** 2))
 
 
 # ------------------------------------------------------------------------- network
 class MultiBoxNet(nn.Module):
-    def __init__(self, priors: np.ndarray, width: float = 0.5, batch_norm: bool = True):
+    def __init__(self, shapes: np.ndarray, grid: int, width: float = 0.5, batch_norm: bool = True):
         super().__init__()
         from detector.googlenet import GoogLeNet
-        self.register_buffer("priors", torch.as_tensor(priors, dtype=torch.float32))
-        k = len(priors)
+        self.grid, self.num_shapes = grid, len(shapes)
+        self.register_buffer("shapes", torch.as_tensor(shapes, dtype=torch.float32))
+        self.register_buffer("priors", torch.as_tensor(make_priors(shapes, grid)))
         self.trunk = GoogLeNet(num_outputs=1, batch_norm=batch_norm, width=width, aux_classifiers=False)
         self.trunk.classifier = nn.Identity()        # only the stages are used
-        self.reduce = nn.Sequential(nn.Conv2d(self.trunk.feature_dim, 128, 1), nn.ReLU(inplace=True),
-                                    nn.AdaptiveAvgPool2d(8), nn.Flatten())
-        self.fc = nn.Sequential(nn.Linear(128 * 64, 1024), nn.ReLU(inplace=True), nn.Dropout(0.3))
-        self.loc = nn.Linear(1024, 4 * k)
-        self.conf = nn.Linear(1024, k)
-        nn.init.zeros_(self.loc.weight)
-        nn.init.zeros_(self.loc.bias)
-        nn.init.normal_(self.conf.weight, std=0.01)
-        nn.init.constant_(self.conf.bias, -2.0)
+        hidden = max(64, int(256 * width))
+        self.head = nn.Sequential(nn.Conv2d(self.trunk.feature_dim, hidden, 3, padding=1), nn.ReLU(inplace=True),
+                                  nn.Conv2d(hidden, self.num_shapes * 5, 1))
+        nn.init.normal_(self.head[2].weight, std=0.01)
+        bias = torch.zeros(self.num_shapes, 5)
+        bias[:, 4] = -4.0                            # objectness starts low: most priors are empty
+        self.head[2].bias.data = bias.flatten()
 
     def forward(self, images):
-        """images ``(B, 3, S, S)`` -> (boxes ``(B, K, 4)`` normalized, logits ``(B, K)``)."""
+        """images ``(B, 3, S, S)`` -> (offsets ``(B, K, 4)`` in prior sizes, logits ``(B, K)``)."""
         x, _ = self.trunk.run(images)
-        h = self.fc(self.reduce(x))
-        return self.priors + self.loc(h).view(len(images), -1, 4), self.conf(h)
+        x = nn.functional.adaptive_avg_pool2d(x, self.grid)
+        out = self.head(x).permute(0, 2, 3, 1).reshape(len(images), -1, 5)   # (B, S*S*A, 5)
+        return out[..., :4], out[..., 4]
+
+    def boxes(self, offsets):
+        """Normalized boxes from predicted offsets: prior + offset * prior size."""
+        size = (self.priors[:, 2:] - self.priors[:, :2]).repeat(1, 2)
+        return self.priors + offsets * size
+
+    def targets(self, gt):
+        """Offsets that move every prior onto each gt: ``(K, G, 4)``."""
+        size = (self.priors[:, 2:] - self.priors[:, :2]).repeat(1, 2)
+        return (gt[None, :, :] - self.priors[:, None, :]) / size[:, None, :]
 
 
 # ------------------------------------------------------------------------- matching + loss
-def match(pred_boxes: torch.Tensor, logits: torch.Tensor, gt: torch.Tensor, alpha: float) -> tuple[np.ndarray, np.ndarray]:
-    """Bipartite assignment of gt objects to predictions for one image: (pred idx, gt idx)."""
+def match(offsets: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor, alpha: float):
+    """Bipartite assignment of gt objects to predictions for one image: (pred idx, gt idx).
+
+    ``offsets (K, 4)`` predicted, ``targets (K, G, 4)`` the offsets each prediction
+    would need for each gt. Cost of prediction i taking object j: alpha/2 ||l_i - g_j||^2
+    - log c_i + log(1 - c_i), the change it makes to alpha * F_loc + F_conf."""
     from scipy.optimize import linear_sum_assignment
-    if len(gt) == 0:
+    if targets.shape[1] == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     with torch.no_grad():
-        loc = 0.5 * alpha * torch.cdist(pred_boxes, gt).pow(2)                 # (K, G)
+        loc = 0.5 * alpha * (offsets[:, None, :] - targets).pow(2).sum(-1)       # (K, G)
         conf = (nn.functional.softplus(-logits) - nn.functional.softplus(logits))[:, None]
-        cost = (loc + conf).cpu().numpy()                                       # -log c + log(1-c)
+        cost = (loc + conf).cpu().numpy()
     rows, cols = linear_sum_assignment(cost)
     return rows, cols
 
 
-def multibox_loss(pred_boxes, logits, gts: list[torch.Tensor], alpha: float):
-    """alpha * F_loc + F_conf averaged over the batch; returns (loss, loc part, conf part)."""
-    target = torch.zeros_like(logits)
+def multibox_loss(offsets, logits, targets: list[torch.Tensor], alpha: float):
+    """alpha * F_loc + F_conf averaged over the batch; returns (loss, loc part, conf part).
+    ``targets[b]``: ``(K, G_b, 4)`` as from MultiBoxNet.targets."""
+    conf_target = torch.zeros_like(logits)
     loc_terms = []
-    for b, gt in enumerate(gts):
-        rows, cols = match(pred_boxes[b], logits[b], gt, alpha)
+    for b, t in enumerate(targets):
+        rows, cols = match(offsets[b], logits[b], t, alpha)
         if len(rows):
-            target[b, rows] = 1.0
-            loc_terms.append(0.5 * (pred_boxes[b, rows] - gt[cols]).pow(2).sum())
-    conf = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="sum") / len(gts)
-    loc = (torch.stack(loc_terms).sum() if loc_terms else logits.sum() * 0) / len(gts)
+            conf_target[b, rows] = 1.0
+            loc_terms.append(0.5 * (offsets[b, rows] - t[rows, cols]).pow(2).sum())
+    conf = nn.functional.binary_cross_entropy_with_logits(logits, conf_target, reduction="sum") / len(targets)
+    loc = (torch.stack(loc_terms).sum() if loc_terms else logits.sum() * 0) / len(targets)
     return alpha * loc + conf, loc.detach(), conf.detach()
 
 
@@ -160,8 +192,9 @@ def train_multibox(dataset, cfg, out_dir: str, device="cpu", resume: bool = True
                                    seed_everything, set_rng_state)
     os.makedirs(out_dir, exist_ok=True)
     generator = seed_everything(cfg.seed)
-    priors = kmeans_priors(normalized_boxes(dataset), cfg.num_boxes, cfg.seed)
-    net = MultiBoxNet(priors, cfg.width, cfg.batch_norm).to(device)
+    grid = grid_size(cfg.input_size)
+    shapes = kmeans_shapes(normalized_boxes(dataset), shapes_per_cell(cfg.num_boxes, cfg.input_size), cfg.seed)
+    net = MultiBoxNet(shapes, grid, cfg.width, cfg.batch_norm).to(device)
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, cfg.lr_steps, 0.1)
     start_epoch, history = 0, []
@@ -184,8 +217,8 @@ def train_multibox(dataset, cfg, out_dir: str, device="cpu", resume: bool = True
         bar = tqdm(loader, desc=f"multibox {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
         total = n = 0
         for images, gts in bar:
-            boxes, logits = net(images.to(device))
-            loss, loc, conf = multibox_loss(boxes, logits, [g.to(device) for g in gts], cfg.loc_weight)
+            offsets, logits = net(images.to(device))
+            loss, loc, conf = multibox_loss(offsets, logits, [net.targets(g.to(device)) for g in gts], cfg.loc_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -210,10 +243,10 @@ def export_multibox(net, cfg, out_dir, history) -> str:
     from detector.fileio import write_json
     from detector.training import save_checkpoint
     path = os.path.join(out_dir, "multibox.pt")
-    save_checkpoint(path, {k: v.half() if v.is_floating_point() and k != "priors" else v
+    save_checkpoint(path, {k: v.half() if v.is_floating_point() and k not in ("priors", "shapes") else v
                            for k, v in net.state_dict().items()})
     write_json(os.path.join(out_dir, "multibox.json"),
-               {"num_boxes": cfg.num_boxes, "input_size": cfg.input_size, "width": cfg.width,
+               {"num_boxes": len(net.priors), "grid": net.grid, "input_size": cfg.input_size, "width": cfg.width,
                 "batch_norm": cfg.batch_norm, "history": history})
     return path
 
@@ -228,7 +261,7 @@ def load_multibox(model_dir: str, device="cpu") -> tuple[MultiBoxNet, int]:
     except (OSError, ValueError) as exc:
         raise UserError(f"{meta_path}: not a MultiBox model ({exc})") from None
     state = load_checkpoint(os.path.join(model_dir, "multibox.pt"))
-    net = MultiBoxNet(state["priors"].numpy(), meta["width"], meta["batch_norm"])
+    net = MultiBoxNet(state["shapes"].numpy(), meta["grid"], meta["width"], meta["batch_norm"])
     net.load_state_dict({k: v.float() for k, v in state.items()})
     return net.to(device).eval(), int(meta["input_size"])
 
@@ -238,7 +271,8 @@ def multibox_proposals(net: MultiBoxNet, input_size: int, images_rgb: list[np.nd
                        device="cpu") -> list[tuple[np.ndarray, np.ndarray]]:
     """Top-k (boxes in pixels, objectness) per image, best first."""
     batch = torch.stack([prepare_image(im, input_size) for im in images_rgb]).to(device)
-    boxes, logits = net(batch)
+    offsets, logits = net(batch)
+    boxes = net.boxes(offsets)
     out = []
     for b, im in enumerate(images_rgb):
         h, w = im.shape[:2]

@@ -6,7 +6,7 @@ import torch
 
 from detector.config import ProposalConfig, SelectiveSearchConfig
 from proposals.cache import ProposalSource, combine
-from proposals.multibox import MultiBoxNet, kmeans_priors, match, multibox_loss
+from proposals.multibox import MultiBoxNet, kmeans_shapes, make_priors, match, multibox_loss
 from proposals.report import proposal_report
 from proposals.selective_search import selective_search
 
@@ -35,44 +35,50 @@ def test_selective_search_boxes_valid_unique_inside():
     assert small[:, 2].max() > 100
 
 
-def test_kmeans_priors_find_clusters():
+def test_kmeans_shapes_find_clusters_and_priors_tile_the_grid():
     rng = np.random.default_rng(0)
-    a = np.array([0.1, 0.1, 0.3, 0.3]) + rng.normal(0, 0.005, (50, 4))
-    b = np.array([0.5, 0.5, 0.9, 0.9]) + rng.normal(0, 0.005, (50, 4))
-    priors = kmeans_priors(np.vstack([a, b]), 2)
-    np.testing.assert_allclose(priors[0], [0.5, 0.5, 0.9, 0.9], atol=0.01)    # larger first
-    np.testing.assert_allclose(priors[1], [0.1, 0.1, 0.3, 0.3], atol=0.01)
-    # fewer boxes than priors: augmented, still k priors
-    assert kmeans_priors(np.vstack([a[:3], b[:3]]), 20).shape == (20, 4)
+    small = np.array([0.1, 0.1, 0.2, 0.3]) + rng.normal(0, 0.002, (50, 4))     # 0.1 x 0.2
+    large = np.array([0.2, 0.2, 0.6, 0.5]) + rng.normal(0, 0.002, (50, 4))     # 0.4 x 0.3
+    shapes = kmeans_shapes(np.vstack([small, large]), 2)
+    np.testing.assert_allclose(shapes, [[0.4, 0.3], [0.1, 0.2]], atol=0.01)     # larger first
+    assert kmeans_shapes(np.vstack([small[:2], large[:2]]), 6).shape == (6, 2)  # few boxes: augmented
+    priors = make_priors(np.array([[0.5, 0.5], [0.2, 0.1]], np.float32), grid=2)
+    assert priors.shape == (8, 4)
+    np.testing.assert_allclose(priors[0], [0.0, 0.0, 0.5, 0.5])                 # cell (0, 0), shape 0
+    np.testing.assert_allclose(priors[3], [0.65, 0.2, 0.85, 0.3])               # cell (0, 1), shape 1
+    np.testing.assert_allclose(priors[7], [0.65, 0.7, 0.85, 0.8])               # cell (1, 1), shape 1
 
 
 def test_bipartite_matching_hand_case():
-    preds = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0], [0.1, 0.1, 0.6, 0.6]])
-    logits = torch.tensor([0.0, 0.0, 5.0])       # the third is confident
-    gt = torch.tensor([[0.5, 0.5, 1.0, 1.0], [0.0, 0.0, 0.5, 0.5]])
-    rows, cols = match(preds, logits, gt, alpha=0.3)
-    # location alone would give gt1 -> pred0; confidence pulls gt1 to the confident pred2
-    assert sorted(zip(rows.tolist(), cols.tolist())) == [(1, 0), (2, 1)]
-    rows, cols = match(preds, torch.zeros(3), gt, alpha=0.3)
+    offsets = torch.zeros(3, 4)
+    # targets (K=3 predictions, G=2 objects): pred 0 is nearest object 1, pred 1 object 0
+    targets = torch.tensor([[[2.0, 0, 0, 0], [0.1, 0, 0, 0]],
+                            [[0.1, 0, 0, 0], [2.0, 0, 0, 0]],
+                            [[0.5, 0, 0, 0], [0.4, 0, 0, 0]]])
+    rows, cols = match(offsets, torch.zeros(3), targets, alpha=1.0)
     assert sorted(zip(rows.tolist(), cols.tolist())) == [(0, 1), (1, 0)]
+    # a confident third prediction takes object 1: its confidence gain outweighs 0.5*0.4^2
+    rows, cols = match(offsets, torch.tensor([0.0, 0.0, 6.0]), targets, alpha=1.0)
+    assert sorted(zip(rows.tolist(), cols.tolist())) == [(1, 0), (2, 1)]
 
 
 def test_multibox_few_steps_lower_the_loss():
     torch.manual_seed(0)
-    priors = np.array([[0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 0.9, 0.9], [0.2, 0.5, 0.5, 0.9], [0.5, 0.1, 0.9, 0.4]], np.float32)
-    net = MultiBoxNet(priors, width=0.125)
+    net = MultiBoxNet(np.array([[0.3, 0.3], [0.5, 0.4]], np.float32), grid=2, width=0.125)
     images = torch.randn(2, 3, 64, 64)
-    gts = [torch.tensor([[0.12, 0.1, 0.42, 0.38]]), torch.tensor([[0.5, 0.52, 0.88, 0.9], [0.2, 0.5, 0.5, 0.85]])]
+    gts = [torch.tensor([[0.12, 0.1, 0.42, 0.38]]), torch.tensor([[0.5, 0.52, 0.98, 0.9], [0.2, 0.5, 0.5, 0.85]])]
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     losses = []
-    for _ in range(15):
-        boxes, logits = net(images)
-        loss, _, _ = multibox_loss(boxes, logits, gts, alpha=0.3)
+    for _ in range(25):
+        offsets, logits = net(images)
+        loss, _, _ = multibox_loss(offsets, logits, [net.targets(g) for g in gts], alpha=1.0)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.5 * losses[0]
+    assert losses[-1] < 0.4 * losses[0]
+    # decoded boxes: zero offsets are the priors themselves
+    np.testing.assert_allclose(net.boxes(torch.zeros(8, 4)).numpy(), net.priors.numpy())
 
 
 def test_recall_report_hand_case():
