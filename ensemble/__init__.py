@@ -109,11 +109,11 @@ class Ensemble:
 
 
 def _proposal_signature(model) -> dict:
-    from proposals.cache import file_digest
+    from proposals.cache import content_digest
     p = dataclasses.asdict(model.cfg.proposals)
     p.pop("multibox", None)          # training settings of MultiBox do not change its boxes
     mb = model.multibox_dir
-    p["multibox_model"] = file_digest(os.path.join(mb, "multibox.pt")) if mb else ""
+    p["multibox_model"] = content_digest(os.path.realpath(os.path.join(mb, "multibox.pt"))) if mb else ""
     return p
 
 

@@ -12,6 +12,7 @@ atomically, so a killed run resumes where it stopped.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -68,8 +69,16 @@ def ss_params(ss_cfg) -> dict:
     return dataclasses.asdict(ss_cfg)
 
 
+@functools.lru_cache(maxsize=32)
+def content_digest(path: str) -> str:
+    """Hash of a file's bytes: the same MultiBox weights give the same key wherever the
+    file lies (copied, or linked from an ensemble member)."""
+    with open(path, "rb") as f:
+        return hashlib.sha1(f.read()).hexdigest()[:16]
+
+
 def multibox_params(model_dir: str, top_k: int) -> dict:
-    return {"weights": file_digest(os.path.join(model_dir, "multibox.pt")), "top_k": top_k}
+    return {"weights": content_digest(os.path.realpath(os.path.join(model_dir, "multibox.pt"))), "top_k": top_k}
 
 
 def combine(ss_boxes: np.ndarray, mb_boxes: np.ndarray, duplicate_iou: float) -> np.ndarray:

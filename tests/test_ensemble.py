@@ -1,0 +1,115 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from detector.errors import UserError
+from ensemble import combine_deltas, combine_probs, load_predictor, write_ensemble
+
+P1 = np.array([[0.1, 0.7, 0.2], [0.6, 0.3, 0.1]])
+P2 = np.array([[0.3, 0.3, 0.4], [0.2, 0.2, 0.6]])
+P3 = np.array([[0.2, 0.5, 0.3], [0.5, 0.1, 0.4]])
+
+
+def test_soft_vote_mean_and_weighted():
+    np.testing.assert_allclose(combine_probs([P1, P2, P3]), (P1 + P2 + P3) / 3)
+    np.testing.assert_allclose(combine_probs([P1, P2], weights=[3, 1]), 0.75 * P1 + 0.25 * P2)
+    t = combine_probs([torch.tensor(P1), torch.tensor(P2)])
+    assert isinstance(t, torch.Tensor)
+    np.testing.assert_allclose(t.numpy(), (P1 + P2) / 2)
+
+
+def test_hard_vote_majority():
+    # region 0: top classes 1, 2, 1 -> class 1 has 2/3 of the votes
+    # region 1: top classes 0, 2, 0 -> background 2/3, class 2 1/3
+    out = combine_probs([P1, P2, P3], vote="hard")
+    np.testing.assert_allclose(out, np.array([[0, 2 / 3, 1 / 3], [2 / 3, 0, 1 / 3]]) + 1e-3 * (P1 + P2 + P3) / 3)
+    # weights count as votes: member 2 alone outweighs the others
+    out = combine_probs([P1, P2, P3], weights=[1, 3, 1], vote="hard")
+    assert out[0].argmax() == 2 and out[1].argmax() == 2
+
+
+def test_bad_weights_and_votes():
+    with pytest.raises(UserError, match="non-negative"):
+        combine_probs([P1, P2], weights=[-1, 1])
+    with pytest.raises(UserError, match="vote must be"):
+        combine_probs([P1, P2], vote="plurality")
+
+
+def test_deltas_are_averaged():
+    d1, d2 = np.ones((2, 2, 4)), 3 * np.ones((2, 2, 4))
+    np.testing.assert_allclose(combine_deltas([d1, d2]), 2 * np.ones((2, 2, 4)))
+    np.testing.assert_allclose(combine_deltas([d1, d2], [1, 3]), 2.5 * np.ones((2, 2, 4)))
+
+
+@pytest.fixture(scope="module")
+def two_members(tmp_path_factory, shapes_data):
+    """Two independently seeded tiny members, trained with train.py --ensemble 2."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    from synthetic import tiny_config
+    work = tmp_path_factory.mktemp("ens")
+    cfg = tiny_config(work / "c.yaml", shapes_data, method="combined", epochs=1)
+    r = subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", str(cfg), "--out", str(work / "ens"),
+                        "--ensemble", "2", "--cache-dir", str(work / "cache"), "--no-progress", "--workers", "1"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return work
+
+
+def test_ensemble_trains_detects_and_evaluates(two_members, shapes_data, run_script):
+    ens = two_members / "ens"
+    spec = json.loads((ens / "ensemble.json").read_text())
+    assert spec["members"] == ["member-0", "member-1"] and spec["vote"] == "soft"
+    a = torch.load(ens / "member-0" / "model.pt", weights_only=True)
+    b = torch.load(ens / "member-1" / "model.pt", weights_only=True)
+    assert not torch.equal(a["net.classifier.weight"], b["net.classifier.weight"])     # other seeds
+    predictor = load_predictor(str(ens))
+    assert len(predictor) == 2 and predictor.names == ["member-0", "member-1"]
+
+    out = run_script("detect.py", shapes_data / "JPEGImages" / "shape_001.jpg", "--model", ens,
+                     "--cache-dir", two_members / "cache", "--out", two_members / "o")
+    assert out.returncode == 0, out.stderr
+    out = run_script("evaluate.py", "--dataset", shapes_data, "--split", "test", "--model", ens, "--metric", "voc",
+                     "--cache-dir", two_members / "cache", "--json", two_members / "r.json")
+    assert out.returncode == 0, out.stderr
+    header = [line for line in out.stdout.splitlines() if line.startswith("class")][0]
+    assert header.split()[2:] == ["ensemble", "member-0", "member-1"]
+    r = json.loads((two_members / "r.json").read_text())
+    assert set(r["members"]) == {"member-0", "member-1"}
+    assert all(0 <= m["mAP"] <= 1 for m in r["members"].values()) and 0 <= r["mAP"] <= 1
+
+
+def test_proposals_computed_once_for_all_members(two_members, shapes_data):
+    from detector.images import read_image
+    from detector.inference import DetectionRunner
+    predictor = load_predictor(str(two_members / "ens"))
+    runner = DetectionRunner(predictor, str(two_members / "cache"), progress=False)
+    calls = []
+    real = runner.source.get
+    runner.source.get = lambda *a: calls.append(1) or real(*a)
+    image_path = str(shapes_data / "JPEGImages" / "shape_002.jpg")
+    results = runner.detect(read_image(image_path), image_path, members=True)
+    assert len(calls) == 1 and set(results) == {"ensemble", "member-0", "member-1"}
+
+
+def test_mismatched_members_are_refused(two_members, tmp_path):
+    ens = two_members / "ens"
+    other = tmp_path / "other"
+    shutil.copytree(ens / "member-1", other, symlinks=False)
+    cfg = yaml.safe_load((other / "config.yaml").read_text())
+    cfg["data"]["classes"] = ["box", "circle"]
+    (other / "config.yaml").write_text(yaml.safe_dump(cfg))
+    write_ensemble(str(tmp_path), [str(ens / "member-0"), str(other)])
+    with pytest.raises(UserError, match="must share classes"):
+        load_predictor(str(tmp_path))
+    cfg["data"]["classes"] = ["box", "disc"]
+    cfg["proposals"]["multibox_top_k"] = 7
+    (other / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(UserError, match=r"other proposal settings .*multibox_top_k"):
+        load_predictor(str(tmp_path))
