@@ -42,7 +42,8 @@ class MultiBoxConfig:
     input_size: int = 320              # the image is resized to this square
     width: float = 0.5                 # GoogLeNet trunk channel multiplier
     batch_norm: bool = True
-    loc_weight: float = 0.3            # alpha: location vs confidence in cost and loss
+    loc_weight: float = 2.0            # alpha: location (in object sizes) vs confidence
+    match_on: str = "prior"            # prior: stable assignment; prediction: Erhan et al.
     epochs: int = 60
     batch_size: int = 8
     lr: float = 0.01
@@ -124,6 +125,7 @@ class Config:
 CHOICES = {
     ("proposals", "method"): ("ss", "multibox", "combined"),
     ("selective_search", "mode"): ("fast", "quality"),
+    ("multibox", "match_on"): ("prior", "prediction"),
     ("model", "arch"): ("googlenet", "torchvision"),
     ("model", "region_mode"): ("warp", "shared"),
 }

@@ -123,12 +123,15 @@ class GoogLeNet(nn.Module):
         self._init_weights()
 
     def _init_weights(self):
+        # He init for convolutions (trains from scratch with or without batch norm);
+        # small linear layers so that the first logits, main and auxiliary, are near 0.
         for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
+            if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-        nn.init.normal_(self.classifier.weight, std=0.01)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.01)
+            if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
+                nn.init.zeros_(m.bias)
 
     # -- staged execution -----------------------------------------------------------
     def run(self, x, start: str | None = None, stop: str = "5b", taps=()):

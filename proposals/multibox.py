@@ -105,42 +105,50 @@ class MultiBoxNet(nn.Module):
         size = (self.priors[:, 2:] - self.priors[:, :2]).repeat(1, 2)
         return self.priors + offsets * size
 
-    def targets(self, gt):
-        """Offsets that move every prior onto each gt: ``(K, G, 4)``."""
-        size = (self.priors[:, 2:] - self.priors[:, :2]).repeat(1, 2)
-        return (gt[None, :, :] - self.priors[:, None, :]) / size[:, None, :]
-
 
 # ------------------------------------------------------------------------- matching + loss
-def match(offsets: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor, alpha: float):
+def _object_scale(gt: torch.Tensor) -> torch.Tensor:
+    return (gt[:, 2:] - gt[:, :2]).clamp(min=1e-3).repeat(1, 2)
+
+
+def match(locations: torch.Tensor, logits: torch.Tensor, gt: torch.Tensor, alpha: float):
     """Bipartite assignment of gt objects to predictions for one image: (pred idx, gt idx).
 
-    ``offsets (K, 4)`` predicted, ``targets (K, G, 4)`` the offsets each prediction
-    would need for each gt. Cost of prediction i taking object j: alpha/2 ||l_i - g_j||^2
-    - log c_i + log(1 - c_i), the change it makes to alpha * F_loc + F_conf."""
+    ``locations (K, 4)`` and ``gt (G, 4)`` in normalized image coordinates. The cost of
+    prediction i taking object j is alpha/2 ||l_i - g_j||^2 - log c_i + log(1 - c_i):
+    the change it makes to alpha * F_loc + F_conf. Location differences are measured in
+    units of the object's own width and height, so that a 20-pixel error costs a
+    platelet what a 100-pixel error costs a white cell."""
     from scipy.optimize import linear_sum_assignment
-    if targets.shape[1] == 0:
+    if len(gt) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     with torch.no_grad():
-        loc = 0.5 * alpha * (offsets[:, None, :] - targets).pow(2).sum(-1)       # (K, G)
+        scale = _object_scale(gt)                                                  # (G, 4)
+        loc = 0.5 * alpha * ((locations[:, None, :] - gt[None]) / scale[None]).pow(2).sum(-1)  # (K, G)
         conf = (nn.functional.softplus(-logits) - nn.functional.softplus(logits))[:, None]
         cost = (loc + conf).cpu().numpy()
     rows, cols = linear_sum_assignment(cost)
     return rows, cols
 
 
-def multibox_loss(offsets, logits, targets: list[torch.Tensor], alpha: float):
+def multibox_loss(net, offsets, logits, gts: list[torch.Tensor], alpha: float, match_on: str = "prior"):
     """alpha * F_loc + F_conf averaged over the batch; returns (loss, loc part, conf part).
-    ``targets[b]``: ``(K, G_b, 4)`` as from MultiBoxNet.targets."""
+    ``gts[b]``: ``(G_b, 4)`` normalized gt boxes.
+
+    ``match_on="prediction"`` is Erhan et al.'s assignment (predicted locations in the
+    cost); ``"prior"`` puts the priors' own locations there, so that an object keeps
+    going to the same nearby prior while unmatched predictions wander: the stable
+    assignment of the convolutional-prior MultiBox."""
+    boxes = net.boxes(offsets)
     conf_target = torch.zeros_like(logits)
     loc_terms = []
-    for b, t in enumerate(targets):
-        rows, cols = match(offsets[b], logits[b], t, alpha)
+    for b, gt in enumerate(gts):
+        rows, cols = match(boxes[b] if match_on == "prediction" else net.priors, logits[b], gt, alpha)
         if len(rows):
             conf_target[b, rows] = 1.0
-            loc_terms.append(0.5 * (offsets[b, rows] - t[rows, cols]).pow(2).sum())
-    conf = nn.functional.binary_cross_entropy_with_logits(logits, conf_target, reduction="sum") / len(targets)
-    loc = (torch.stack(loc_terms).sum() if loc_terms else logits.sum() * 0) / len(targets)
+            loc_terms.append(0.5 * ((boxes[b, rows] - gt[cols]) / _object_scale(gt[cols])).pow(2).sum())
+    conf = nn.functional.binary_cross_entropy_with_logits(logits, conf_target, reduction="sum") / len(gts)
+    loc = (torch.stack(loc_terms).sum() if loc_terms else logits.sum() * 0) / len(gts)
     return alpha * loc + conf, loc.detach(), conf.detach()
 
 
@@ -218,7 +226,8 @@ def train_multibox(dataset, cfg, out_dir: str, device="cpu", resume: bool = True
         total = n = 0
         for images, gts in bar:
             offsets, logits = net(images.to(device))
-            loss, loc, conf = multibox_loss(offsets, logits, [net.targets(g.to(device)) for g in gts], cfg.loc_weight)
+            loss, loc, conf = multibox_loss(net, offsets, logits, [g.to(device) for g in gts], cfg.loc_weight,
+                                            cfg.match_on)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

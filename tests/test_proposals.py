@@ -50,16 +50,16 @@ def test_kmeans_shapes_find_clusters_and_priors_tile_the_grid():
 
 
 def test_bipartite_matching_hand_case():
-    offsets = torch.zeros(3, 4)
-    # targets (K=3 predictions, G=2 objects): pred 0 is nearest object 1, pred 1 object 0
-    targets = torch.tensor([[[2.0, 0, 0, 0], [0.1, 0, 0, 0]],
-                            [[0.1, 0, 0, 0], [2.0, 0, 0, 0]],
-                            [[0.5, 0, 0, 0], [0.4, 0, 0, 0]]])
-    rows, cols = match(offsets, torch.zeros(3), targets, alpha=1.0)
-    assert sorted(zip(rows.tolist(), cols.tolist())) == [(0, 1), (1, 0)]
-    # a confident third prediction takes object 1: its confidence gain outweighs 0.5*0.4^2
-    rows, cols = match(offsets, torch.tensor([0.0, 0.0, 6.0]), targets, alpha=1.0)
+    preds = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0], [0.1, 0.1, 0.6, 0.6]])
+    gt = torch.tensor([[0.5, 0.5, 1.0, 1.0], [0.0, 0.0, 0.5, 0.5]])
+    rows, cols = match(preds, torch.zeros(3), gt, alpha=1.0)
+    assert sorted(zip(rows.tolist(), cols.tolist())) == [(0, 1), (1, 0)]      # by location alone
+    # a confident third prediction takes object 1: its confidence gain (5) outweighs 0.5*0.04
+    rows, cols = match(preds, torch.tensor([0.0, 0.0, 5.0]), gt, alpha=1.0)
     assert sorted(zip(rows.tolist(), cols.tolist())) == [(1, 0), (2, 1)]
+    # with a large alpha location wins again
+    rows, cols = match(preds, torch.tensor([0.0, 0.0, 5.0]), gt, alpha=1000.0)
+    assert sorted(zip(rows.tolist(), cols.tolist())) == [(0, 1), (1, 0)]
 
 
 def test_multibox_few_steps_lower_the_loss():
@@ -71,7 +71,7 @@ def test_multibox_few_steps_lower_the_loss():
     losses = []
     for _ in range(25):
         offsets, logits = net(images)
-        loss, _, _ = multibox_loss(offsets, logits, [net.targets(g) for g in gts], alpha=1.0)
+        loss, _, _ = multibox_loss(net, offsets, logits, gts, alpha=50.0)
         opt.zero_grad()
         loss.backward()
         opt.step()
