@@ -40,37 +40,38 @@ def write_ensemble(path: str, members: list[str], weights: list[float] | None = 
                {"members": members, "weights": weights or [1.0] * len(members), "vote": vote})
 
 
+def _stack_with_weights(arrays: list, weights):
+    """(stacked (M, ...), weights normalized to sum 1 and shaped to broadcast over it)."""
+    lib = _lib(arrays[0])
+    w = np.ones(len(arrays)) if weights is None else np.asarray(weights, np.float64)
+    if len(w) != len(arrays) or (w < 0).any() or w.sum() <= 0:
+        raise UserError(f"ensemble weights must be one per member, non-negative and not all zero: {w.tolist()}")
+    stacked = lib.stack(list(arrays))
+    shape = (-1,) + (1,) * (stacked.ndim - 1)
+    w = w / w.sum()
+    if lib is np:
+        return stacked, w.reshape(shape).astype(stacked.dtype)
+    return stacked, lib.as_tensor(w, dtype=stacked.dtype, device=stacked.device).view(shape)
+
+
 def combine_probs(probs: list, weights=None, vote: str = "soft"):
     """Combine members' ``(R, C+1)`` probabilities (torch or numpy, same kind out)."""
-    lib = _lib(probs[0])
-    w = np.ones(len(probs)) if weights is None else np.asarray(weights, np.float64)
-    if (w < 0).any() or w.sum() <= 0:
-        raise UserError(f"ensemble weights must be non-negative and not all zero: {w.tolist()}")
-    w = w / w.sum()
-    stacked = lib.stack(list(probs))                                    # (M, R, C+1)
-    shape = (-1,) + (1,) * (stacked.ndim - 1)
-    wt = lib.as_tensor(w, dtype=stacked.dtype, device=stacked.device).view(shape) if lib is not np \
-        else w.reshape(shape).astype(stacked.dtype)
-    mean = (stacked * wt).sum(0)
+    if vote not in VOTES:
+        raise UserError(f"vote must be one of {VOTES}, got {vote!r}")
+    stacked, w = _stack_with_weights(probs, weights)
+    mean = (stacked * w).sum(0)
     if vote == "soft":
         return mean
-    if vote != "hard":
-        raise UserError(f"vote must be one of {VOTES}, got {vote!r}")
+    lib = _lib(stacked)
     top = stacked.argmax(-1)                                           # (M, R)
-    onehot = (top[..., None] == lib.arange(stacked.shape[-1], **_dev(stacked))[None, None, :])
-    share = (onehot * wt).sum(0)
-    return share + HARD_VOTE_TIE_BREAK * mean
+    onehot = top[..., None] == lib.arange(stacked.shape[-1], **_dev(stacked))[None, None, :]
+    return (onehot * w).sum(0) + HARD_VOTE_TIE_BREAK * mean
 
 
 def combine_deltas(deltas: list, weights=None):
-    lib = _lib(deltas[0])
-    w = np.ones(len(deltas)) if weights is None else np.asarray(weights, np.float64)
-    w = w / w.sum()
-    stacked = lib.stack(list(deltas))
-    shape = (-1,) + (1,) * (stacked.ndim - 1)
-    wt = lib.as_tensor(w, dtype=stacked.dtype, device=stacked.device).view(shape) if lib is not np \
-        else w.reshape(shape).astype(stacked.dtype)
-    return (stacked * wt).sum(0)
+    """Weighted mean of members' ``(R, C, 4)`` box deltas."""
+    stacked, w = _stack_with_weights(deltas, weights)
+    return (stacked * w).sum(0)
 
 
 def _lib(x):

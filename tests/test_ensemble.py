@@ -113,3 +113,21 @@ def test_mismatched_members_are_refused(two_members, tmp_path):
     (other / "config.yaml").write_text(yaml.safe_dump(cfg))
     with pytest.raises(UserError, match=r"other proposal settings .*multibox_top_k"):
         load_predictor(str(tmp_path))
+
+
+def test_create_cli_validates_members(two_members, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    ens = two_members / "ens"
+    out = subprocess.run([sys.executable, "-m", "ensemble", "create", str(tmp_path / "e"), str(ens / "member-0"),
+                          str(ens / "member-1"), "--vote", "hard"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    spec = json.loads((tmp_path / "e" / "ensemble.json").read_text())
+    assert spec["vote"] == "hard" and len(spec["members"]) == 2
+    assert load_predictor(str(tmp_path / "e")).vote == "hard"
+    out = subprocess.run([sys.executable, "-m", "ensemble", "create", str(tmp_path / "f"), str(ens / "member-0"),
+                          str(tmp_path / "missing")], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2 and "no such model directory" in out.stderr
+    assert not (tmp_path / "f" / "ensemble.json").exists()
