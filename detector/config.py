@@ -42,7 +42,7 @@ class MultiBoxConfig:
     input_size: int = 320              # the image is resized to this square
     width: float = 0.5                 # GoogLeNet trunk channel multiplier
     batch_norm: bool = True
-    loc_weight: float = 2.0            # alpha: location (in object sizes) vs confidence
+    loc_weight: float = 2.0            # alpha: location vs confidence (matching and loss)
     match_on: str = "prior"            # prior: stable assignment; prediction: Erhan et al.
     epochs: int = 60
     batch_size: int = 8

@@ -117,6 +117,10 @@ def train_classifier(dataset, cfg, source, out_dir: str, device="cpu", resume: b
                 loss, acc = region_loss(net, to_tensor(image, device),
                                         torch.as_tensor(regions.boxes[pick], dtype=torch.float32, device=device),
                                         torch.as_tensor(regions.labels[pick], device=device), cfg, short)
+                if not torch.isfinite(loss):
+                    from .errors import UserError
+                    raise UserError(f"training diverged at epoch {epoch + 1} (loss {loss.item()}); lower train.lr "
+                                    f"and --resume from the last checkpoint")
                 (loss / len(batch)).backward()
                 stats += [loss.item(), acc.item()]
             opt.step()

@@ -115,25 +115,30 @@ def match(locations: torch.Tensor, logits: torch.Tensor, gt: torch.Tensor, alpha
     """Bipartite assignment of gt objects to predictions for one image: (pred idx, gt idx).
 
     ``locations (K, 4)`` and ``gt (G, 4)`` in normalized image coordinates. The cost of
-    prediction i taking object j is alpha/2 ||l_i - g_j||^2 - log c_i + log(1 - c_i):
-    the change it makes to alpha * F_loc + F_conf. Location differences are measured in
-    units of the object's own width and height, so that a 20-pixel error costs a
-    platelet what a 100-pixel error costs a white cell."""
+    prediction i taking object j is  alpha * (1 - IoU(l_i, g_j)) - log c_i + log(1 - c_i):
+    a location term plus the change the match makes to F_conf. (Erhan et al. used the L2
+    distance as the location term; between a prior of the right shape one cell away and
+    a prior of the wrong shape in the right cell, L2 hardly decides, and the assignment
+    flickers from image to image. IoU decides it, so the targets stay consistent.)"""
     from scipy.optimize import linear_sum_assignment
+    from torchvision.ops import box_iou
     if len(gt) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     with torch.no_grad():
-        scale = _object_scale(gt)                                                  # (G, 4)
-        loc = 0.5 * alpha * ((locations[:, None, :] - gt[None]) / scale[None]).pow(2).sum(-1)  # (K, G)
+        loc = alpha * (1 - box_iou(locations, gt))                                 # (K, G)
         conf = (nn.functional.softplus(-logits) - nn.functional.softplus(logits))[:, None]
         cost = (loc + conf).cpu().numpy()
+    if not np.isfinite(cost).all():
+        raise UserError("MultiBox training diverged (non-finite predictions); lower proposals.multibox.lr "
+                        "or loc_weight")
     rows, cols = linear_sum_assignment(cost)
     return rows, cols
 
 
 def multibox_loss(net, offsets, logits, gts: list[torch.Tensor], alpha: float, match_on: str = "prior"):
     """alpha * F_loc + F_conf averaged over the batch; returns (loss, loc part, conf part).
-    ``gts[b]``: ``(G_b, 4)`` normalized gt boxes.
+    ``gts[b]``: ``(G_b, 4)`` normalized gt boxes. F_loc is the L2 distance of matched
+    predictions to their objects, measured in units of the object's size.
 
     ``match_on="prediction"`` is Erhan et al.'s assignment (predicted locations in the
     cost); ``"prior"`` puts the priors' own locations there, so that an object keeps
