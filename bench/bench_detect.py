@@ -25,6 +25,29 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
+def time_detection(predictor, warmup, records, proposals=None):
+    """Median seconds per image for each stage and end to end (warm), proposals computed
+    fresh (an empty cache), over ``records`` after one ``warmup`` image."""
+    from detector.images import read_image
+    from detector.inference import STAGES, DetectionRunner
+    with tempfile.TemporaryDirectory() as cache:
+        runner = DetectionRunner(predictor, cache, workers=1, proposal_method=proposals, progress=False)
+        runner.detect(read_image(warmup.path), warmup.path)       # loads MultiBox, warms up torch
+        per_image, per_stage = [], {s: [] for s in STAGES}
+        for rec in records:
+            before = dict(runner.timings)
+            t = time.perf_counter()
+            image = read_image(rec.path)
+            runner.timings["decode"] += time.perf_counter() - t
+            runner.detect(image, rec.path)
+            per_image.append(time.perf_counter() - t)
+            for s in STAGES:
+                per_stage[s].append(runner.timings.get(s, 0.0) - before.get(s, 0.0))
+    medians = {s: float(np.median(v)) for s, v in per_stage.items()}
+    medians["end to end (warm)"] = float(np.median(per_image))
+    return medians
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True)
@@ -39,27 +62,13 @@ def main():
     import torch
 
     from detector.datasets import load_dataset
-    from detector.images import read_image
-    from detector.inference import STAGES, DetectionRunner
     from ensemble import load_predictor
     if args.threads:
         torch.set_num_threads(args.threads)
     dataset = load_dataset(args.dataset, args.split)
     warmup, records = dataset.images[0], dataset.images[1:args.images + 1]
     predictor = load_predictor(args.model)
-    with tempfile.TemporaryDirectory() as cache:
-        runner = DetectionRunner(predictor, cache, workers=1, proposal_method=args.proposals, progress=False)
-        runner.detect(read_image(warmup.path), warmup.path)       # loads MultiBox, warms up torch
-        per_image, per_stage = [], {s: [] for s in STAGES}
-        for rec in records:
-            before = dict(runner.timings)
-            t = time.perf_counter()
-            image = read_image(rec.path)
-            runner.timings["decode"] += time.perf_counter() - t
-            runner.detect(image, rec.path)
-            per_image.append(time.perf_counter() - t)
-            for s in STAGES:
-                per_stage[s].append(runner.timings.get(s, 0.0) - before.get(s, 0.0))
+    medians = time_detection(predictor, warmup, records, args.proposals)
     method = args.proposals or predictor.cfg.proposals.method
     print(f"# detect benchmark, {time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
@@ -67,9 +76,8 @@ def main():
           f"proposals {method}), {len(records)} images of {args.dataset} {args.split}")
     print("| stage | median s/image |")
     print("|---|---|")
-    for s in STAGES:
-        print(f"| {s} | {np.median(per_stage[s]):.3f} |")
-    print(f"| end to end (warm) | {np.median(per_image):.3f} |")
+    for stage, seconds in medians.items():
+        print(f"| {stage} | {seconds:.3f} |")
     if not args.no_cold:
         with tempfile.TemporaryDirectory() as tmp:
             cmd = [sys.executable, os.path.join(ROOT, "detect.py"), records[0].path, "--model", args.model,

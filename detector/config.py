@@ -42,7 +42,8 @@ class MultiBoxConfig:
     input_size: int = 320              # the image is resized to this square
     width: float = 0.5                 # GoogLeNet trunk channel multiplier
     batch_norm: bool = True
-    loc_weight: float = 2.0            # alpha: location vs confidence (matching and loss)
+    loc_weight: float = 2.0            # alpha: location vs confidence in the loss
+    match_weight: float = 10.0         # alpha in the matching cost (location must dominate there)
     match_on: str = "prior"            # prior: stable assignment; prediction: Erhan et al.
     epochs: int = 60
     batch_size: int = 8

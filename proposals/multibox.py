@@ -107,10 +107,6 @@ class MultiBoxNet(nn.Module):
 
 
 # ------------------------------------------------------------------------- matching + loss
-def _object_scale(gt: torch.Tensor) -> torch.Tensor:
-    return (gt[:, 2:] - gt[:, :2]).clamp(min=1e-3).repeat(1, 2)
-
-
 def match(locations: torch.Tensor, logits: torch.Tensor, gt: torch.Tensor, alpha: float):
     """Bipartite assignment of gt objects to predictions for one image: (pred idx, gt idx).
 
@@ -135,10 +131,12 @@ def match(locations: torch.Tensor, logits: torch.Tensor, gt: torch.Tensor, alpha
     return rows, cols
 
 
-def multibox_loss(net, offsets, logits, gts: list[torch.Tensor], alpha: float, match_on: str = "prior"):
+def multibox_loss(net, offsets, logits, gts: list[torch.Tensor], alpha: float, match_on: str = "prior",
+                  match_alpha: float | None = None):
     """alpha * F_loc + F_conf averaged over the batch; returns (loss, loc part, conf part).
     ``gts[b]``: ``(G_b, 4)`` normalized gt boxes. F_loc is the L2 distance of matched
-    predictions to their objects, measured in units of the object's size.
+    predictions to their objects, measured in units of the prior's size (bounded below
+    by the smallest prior, so tiny objects cannot blow the loss up).
 
     ``match_on="prediction"`` is Erhan et al.'s assignment (predicted locations in the
     cost); ``"prior"`` puts the priors' own locations there, so that an object keeps
@@ -148,10 +146,12 @@ def multibox_loss(net, offsets, logits, gts: list[torch.Tensor], alpha: float, m
     conf_target = torch.zeros_like(logits)
     loc_terms = []
     for b, gt in enumerate(gts):
-        rows, cols = match(boxes[b] if match_on == "prediction" else net.priors, logits[b], gt, alpha)
+        rows, cols = match(boxes[b] if match_on == "prediction" else net.priors, logits[b], gt,
+                           alpha if match_alpha is None else match_alpha)
         if len(rows):
             conf_target[b, rows] = 1.0
-            loc_terms.append(0.5 * ((boxes[b, rows] - gt[cols]) / _object_scale(gt[cols])).pow(2).sum())
+            prior_size = (net.priors[rows, 2:] - net.priors[rows, :2]).repeat(1, 2)
+            loc_terms.append(0.5 * ((boxes[b, rows] - gt[cols]) / prior_size).pow(2).sum())
     conf = nn.functional.binary_cross_entropy_with_logits(logits, conf_target, reduction="sum") / len(gts)
     loc = (torch.stack(loc_terms).sum() if loc_terms else logits.sum() * 0) / len(gts)
     return alpha * loc + conf, loc.detach(), conf.detach()
@@ -232,7 +232,7 @@ def train_multibox(dataset, cfg, out_dir: str, device="cpu", resume: bool = True
         for images, gts in bar:
             offsets, logits = net(images.to(device))
             loss, loc, conf = multibox_loss(net, offsets, logits, [g.to(device) for g in gts], cfg.loc_weight,
-                                            cfg.match_on)
+                                            cfg.match_on, cfg.match_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
