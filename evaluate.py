@@ -9,7 +9,7 @@ import argparse
 import logging
 import time
 
-from detector.errors import UserError, run_cli
+from detector.errors import run_cli
 
 EPILOG = """\
 metrics:

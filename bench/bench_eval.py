@@ -86,8 +86,8 @@ def main():
         dets = read_detections(path)
         t_read = time.perf_counter() - t
     print(f"detections JSON: write {t_write:.2f} s, read {t_read:.2f} s")
-    print(f"| metric | scoring time (s) | mAP |")
-    print(f"|---|---|---|")
+    print("| metric | scoring time (s) | mAP |")
+    print("|---|---|---|")
     for metric in args.metrics.split(","):
         t = time.perf_counter()
         result = evaluate(dataset, dets, metric)

@@ -28,7 +28,7 @@ def _is_torch(x) -> bool:
     return type(x).__module__.startswith("torch")
 
 
-def _lib(x):
+def array_lib(x):
     """numpy or torch, whichever ``x`` belongs to."""
     return sys.modules["torch"] if _is_torch(x) else np
 
@@ -49,7 +49,7 @@ def paired_iou(a, b, pixel_offset: float = 0):
     Pairs that do not intersect (``iw <= 0`` or ``ih <= 0`` under the convention) get 0,
     exactly the case in which the devkits skip the overlap computation.
     """
-    lib = _lib(a)
+    lib = array_lib(a)
     iw = lib.minimum(a[..., 2], b[..., 2]) - lib.maximum(a[..., 0], b[..., 0]) + pixel_offset
     ih = lib.minimum(a[..., 3], b[..., 3]) - lib.maximum(a[..., 1], b[..., 1]) + pixel_offset
     positive = (iw > 0) & (ih > 0)
@@ -105,7 +105,7 @@ def _centres(boxes):
 
 def encode(proposals, targets, weights=(1.0, 1.0, 1.0, 1.0)):
     """Regression targets ``(tx, ty, tw, th)`` that turn ``proposals`` into ``targets``."""
-    lib = _lib(proposals)
+    lib = array_lib(proposals)
     px, py, pw, ph = _centres(proposals)
     gx, gy, gw, gh = _centres(targets)
     wx, wy, ww, wh = weights
@@ -115,7 +115,7 @@ def encode(proposals, targets, weights=(1.0, 1.0, 1.0, 1.0)):
 
 def decode(proposals, deltas, weights=(1.0, 1.0, 1.0, 1.0)):
     """Apply ``deltas`` (``(..., 4)``, as made by :func:`encode`) to ``proposals``."""
-    lib = _lib(proposals)
+    lib = array_lib(proposals)
     px, py, pw, ph = _centres(proposals)
     wx, wy, ww, wh = weights
     dx, dy = deltas[..., 0] / wx, deltas[..., 1] / wy
@@ -130,12 +130,12 @@ def decode(proposals, deltas, weights=(1.0, 1.0, 1.0, 1.0)):
 
 def xyxy_to_xywh(boxes):
     """``[x1, y1, x2, y2]`` -> COCO's ``[x, y, width, height]``."""
-    lib = _lib(boxes)
+    lib = array_lib(boxes)
     return lib.stack([boxes[..., 0], boxes[..., 1],
                       boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]], -1)
 
 
 def xywh_to_xyxy(boxes):
-    lib = _lib(boxes)
+    lib = array_lib(boxes)
     return lib.stack([boxes[..., 0], boxes[..., 1],
                       boxes[..., 0] + boxes[..., 2], boxes[..., 1] + boxes[..., 3]], -1)

@@ -24,7 +24,7 @@ from .boxes import encode, pairwise_iou
 from .fileio import write_json
 from .heads import BBOX_WEIGHTS, fit_bbox_regressors, fit_svms
 from .images import read_image
-from .region_classifier import RegionClassifier, resize_tensor, to_tensor, warp_regions
+from .region_classifier import RegionClassifier, resize_tensor, shared_scale, to_tensor, warp_regions
 from .sampling import flip_boxes, label_regions, sample_regions
 from .training import (latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, seed_everything,
                        set_rng_state, set_threads)
@@ -56,7 +56,6 @@ def region_loss(net: RegionClassifier, image: torch.Tensor, boxes: torch.Tensor,
     if cfg.model.region_mode == "warp":
         _, logits, aux = net.forward_warp(warp_regions(image, boxes, cfg.model.input_size, cfg.model.context_pad))
     else:
-        from .region_classifier import shared_scale
         h, w = image.shape[-2:]
         scale = shared_scale(h, w, short_side or cfg.model.image_scale, cfg.model.max_image_side)
         _, logits, aux = net.forward_shared(resize_tensor(image, scale), boxes * scale)

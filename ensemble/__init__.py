@@ -21,6 +21,7 @@ import os
 
 import numpy as np
 
+from detector.boxes import array_lib
 from detector.errors import UserError
 
 ENSEMBLE_FILE = "ensemble.json"
@@ -42,7 +43,7 @@ def write_ensemble(path: str, members: list[str], weights: list[float] | None = 
 
 def _stack_with_weights(arrays: list, weights):
     """(stacked (M, ...), weights normalized to sum 1 and shaped to broadcast over it)."""
-    lib = _lib(arrays[0])
+    lib = array_lib(arrays[0])
     w = np.ones(len(arrays)) if weights is None else np.asarray(weights, np.float64)
     if len(w) != len(arrays) or (w < 0).any() or w.sum() <= 0:
         raise UserError(f"ensemble weights must be one per member, non-negative and not all zero: {w.tolist()}")
@@ -62,7 +63,7 @@ def combine_probs(probs: list, weights=None, vote: str = "soft"):
     mean = (stacked * w).sum(0)
     if vote == "soft":
         return mean
-    lib = _lib(stacked)
+    lib = array_lib(stacked)
     top = stacked.argmax(-1)                                           # (M, R)
     onehot = top[..., None] == lib.arange(stacked.shape[-1], **_dev(stacked))[None, None, :]
     return (onehot * w).sum(0) + HARD_VOTE_TIE_BREAK * mean
@@ -72,11 +73,6 @@ def combine_deltas(deltas: list, weights=None):
     """Weighted mean of members' ``(R, C, 4)`` box deltas."""
     stacked, w = _stack_with_weights(deltas, weights)
     return (stacked * w).sum(0)
-
-
-def _lib(x):
-    import sys
-    return sys.modules["torch"] if type(x).__module__.startswith("torch") else np
 
 
 def _dev(x):
@@ -141,6 +137,9 @@ def _read_spec(path: str) -> dict:
         raise UserError(f"{spec_path}: not a valid ensemble manifest ({exc})") from None
     if not spec["dirs"]:
         raise UserError(f"{spec_path}: lists no members")
+    missing = [d for d in spec["dirs"] if not os.path.isdir(d)]
+    if missing:
+        raise UserError(f"{spec_path}: member {os.path.normpath(missing[0])}: no such model directory")
     if spec.get("weights") is not None and len(spec["weights"]) != len(spec["dirs"]):
         raise UserError(f"{spec_path}: {len(spec['weights'])} weights for {len(spec['dirs'])} members")
     return spec

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from detector.errors import UserError, run_cli
+from detector.errors import run_cli
 
 
 def parse_args(argv=None):

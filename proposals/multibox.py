@@ -31,10 +31,6 @@ from detector.errors import UserError
 
 log = logging.getLogger(__name__)
 
-IMAGE_MEAN = (0.485, 0.456, 0.406)
-IMAGE_STD = (0.229, 0.224, 0.225)
-
-
 # ------------------------------------------------------------------------- priors
 def normalized_boxes(dataset) -> np.ndarray:
     return np.vstack([rec.boxes / [rec.width, rec.height, rec.width, rec.height]
@@ -162,11 +158,9 @@ def prepare_image(image_rgb: np.ndarray, size: int) -> torch.Tensor:
     """uint8 HxWx3 -> normalized (3, size, size) float tensor (aspect not kept: the
     boxes are normalized, so stretching is undone when they are mapped back)."""
     import cv2
-    resized = cv2.resize(image_rgb, (size, size), interpolation=cv2.INTER_LINEAR)
-    t = torch.from_numpy(resized).permute(2, 0, 1).float().div_(255)
-    mean = torch.tensor(IMAGE_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGE_STD).view(3, 1, 1)
-    return (t - mean) / std
+
+    from detector.region_classifier import to_tensor
+    return to_tensor(cv2.resize(image_rgb, (size, size), interpolation=cv2.INTER_LINEAR))
 
 
 class MultiBoxData(torch.utils.data.Dataset):
@@ -275,8 +269,12 @@ def load_multibox(model_dir: str, device="cpu") -> tuple[MultiBoxNet, int]:
     except (OSError, ValueError) as exc:
         raise UserError(f"{meta_path}: not a MultiBox model ({exc})") from None
     state = load_checkpoint(os.path.join(model_dir, "multibox.pt"))
-    net = MultiBoxNet(state["shapes"].numpy(), meta["grid"], meta["width"], meta["batch_norm"])
-    net.load_state_dict({k: v.float() for k, v in state.items()})
+    try:
+        net = MultiBoxNet(state["shapes"].numpy(), meta["grid"], meta["width"], meta["batch_norm"])
+        net.load_state_dict({k: v.float() for k, v in state.items()})
+    except (KeyError, RuntimeError) as exc:      # e.g. a model from an older layout
+        raise UserError(f"{model_dir}/multibox.pt does not fit its multibox.json ({str(exc)[:200]}); "
+                        "retrain it with train.py --stage multibox") from None
     return net.to(device).eval(), int(meta["input_size"])
 
 

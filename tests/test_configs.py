@@ -1,6 +1,4 @@
 """Every shipped recipe parses into the config dataclasses."""
-from pathlib import Path
-
 import pytest
 
 from conftest import ROOT

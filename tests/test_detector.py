@@ -1,6 +1,5 @@
 """The detector end to end on tiny generated data: train, resume, detect, evaluate."""
 import json
-import os
 import subprocess
 import sys
 
@@ -9,7 +8,6 @@ import pytest
 import torch
 
 from conftest import ROOT
-from detector.boxes import pairwise_iou
 from detector.sampling import label_regions, sample_regions
 
 
