@@ -45,6 +45,8 @@ class MultiBoxConfig:
     loc_weight: float = 2.0            # alpha: location vs confidence in the loss
     match_weight: float = 10.0         # alpha in the matching cost (location must dominate there)
     match_on: str = "prior"            # prior: stable assignment; prediction: Erhan et al.
+    positive_iou: float = 0.5          # priors this close to an object are positives too (0: bipartite only)
+    stride: int = 32                   # prior grid cell, in input pixels (16: the 4e map's resolution)
     epochs: int = 60
     batch_size: int = 8
     lr: float = 0.01
@@ -58,6 +60,7 @@ class MultiBoxConfig:
 class ProposalConfig:
     method: str = "combined"           # ss | multibox | combined
     multibox_top_k: int = 200          # MultiBox boxes added (combined) or used (multibox)
+    multibox_nms: float = 0.7          # NMS among MultiBox boxes before the top k (1: none)
     duplicate_iou: float = 0.9         # near-duplicates removed in combined
     multibox_model: str = ""           # MultiBox model dir (relative to the model dir)
     selective_search: SelectiveSearchConfig = field(default_factory=SelectiveSearchConfig)

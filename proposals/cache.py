@@ -77,8 +77,9 @@ def content_digest(path: str) -> str:
         return hashlib.sha1(f.read()).hexdigest()[:16]
 
 
-def multibox_params(model_dir: str, top_k: int) -> dict:
-    return {"weights": content_digest(os.path.realpath(os.path.join(model_dir, "multibox.pt"))), "top_k": top_k}
+def multibox_params(model_dir: str, top_k: int, nms_iou: float) -> dict:
+    return {"weights": content_digest(os.path.realpath(os.path.join(model_dir, "multibox.pt"))), "top_k": top_k,
+            "nms": nms_iou}
 
 
 def combine(ss_boxes: np.ndarray, mb_boxes: np.ndarray, duplicate_iou: float) -> np.ndarray:
@@ -124,7 +125,8 @@ class ProposalSource:
                 raise UserError(f"proposal method {self.method!r} needs a trained MultiBox model "
                                 f"(looked for {multibox_dir or '<none>'}/multibox.pt)")
             self.stores["multibox"] = ProposalStore(self.cache_dir, "multibox",
-                                                    multibox_params(multibox_dir, proposal_cfg.multibox_top_k))
+                                                    multibox_params(multibox_dir, proposal_cfg.multibox_top_k,
+                                                                    proposal_cfg.multibox_nms))
         self._multibox = None
 
     def multibox_net(self):
@@ -164,7 +166,8 @@ class ProposalSource:
         from .multibox import multibox_proposals
         net, size = self.multibox_net()
         t = time.perf_counter()
-        results = multibox_proposals(net, size, images, self.cfg.multibox_top_k, self.device)
+        results = multibox_proposals(net, size, images, self.cfg.multibox_top_k, self.device,
+                                     self.cfg.multibox_nms)
         seconds = (time.perf_counter() - t) / len(paths)
         for p, (boxes, scores) in zip(paths, results):
             self.stores["multibox"].put(p, boxes, scores, seconds)

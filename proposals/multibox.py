@@ -2,8 +2,9 @@
 CVPR 2014): a GoogLeNet trunk whose head predicts K boxes and K objectness logits.
 
 * Priors: k-means over the training set's box shapes (width, height, normalized to
-  [0, 1] by image size) gives A shapes; placed at the centres of the S x S cells of the
-  trunk's last map (stride 32) they make K = S*S*A >= num_boxes priors. This is the
+  [0, 1] by image size) gives A shapes; placed at the centres of the S x S cells of a
+  trunk map (stride 32: after 5b; stride 16: after 4e) they make K = S*S*A >= num_boxes
+  priors. This is the
   convolutional-prior form of MultiBox (Szegedy et al., "Scalable, High-Quality Object
   Detection", 2014): a 3x3 conv head predicts, per cell and shape, an offset from the
   prior (in units of the prior's size) and an objectness logit. Erhan's original fully
@@ -13,7 +14,8 @@ CVPR 2014): a GoogLeNet trunk whose head predicts K boxes and K objectness logit
   linear_sum_assignment) over  alpha/2 * ||l_i - g_j||^2 - log c_i + log(1 - c_i), the
   change in  F = alpha * F_loc + F_conf  when prediction i takes object j; the loss is
   that F: an L2 location loss on matched predictions plus a logistic confidence loss on
-  all of them.
+  all of them. Priors with IoU >= positive_iou to an object count as matched too
+  (threshold_matches explains why).
 * Inference: the top boxes by objectness.
 """
 from __future__ import annotations
@@ -53,8 +55,8 @@ def kmeans_shapes(boxes: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     return centres[np.argsort(-centres.prod(1), kind="stable")].astype(np.float32)
 
 
-def grid_size(input_size: int) -> int:
-    return max(1, input_size // 32)
+def grid_size(input_size: int, stride: int = 32) -> int:
+    return max(1, input_size // stride)
 
 
 def make_priors(shapes: np.ndarray, grid: int) -> np.ndarray:
@@ -67,22 +69,29 @@ def make_priors(shapes: np.ndarray, grid: int) -> np.ndarray:
     return np.concatenate([c - half, c + half], -1).reshape(-1, 4).astype(np.float32)
 
 
-def shapes_per_cell(num_boxes: int, input_size: int) -> int:
-    return int(np.ceil(num_boxes / grid_size(input_size) ** 2))
+def shapes_per_cell(num_boxes: int, input_size: int, stride: int = 32) -> int:
+    return int(np.ceil(num_boxes / grid_size(input_size, stride) ** 2))
 
 
 # ------------------------------------------------------------------------- network
 class MultiBoxNet(nn.Module):
-    def __init__(self, shapes: np.ndarray, grid: int, width: float = 0.5, batch_norm: bool = True):
+    def __init__(self, shapes: np.ndarray, grid: int, width: float = 0.5, batch_norm: bool = True,
+                 stride: int = 32):
         super().__init__()
-        from detector.googlenet import GoogLeNet
+        from detector.googlenet import GoogLeNet, out_channels
         self.grid, self.num_shapes = grid, len(shapes)
+        # stride 32: the whole trunk (5b); stride 16: up to 4e, the last stride-16 map
+        self.last_stage = "5b" if stride >= 32 else "4e"
         self.register_buffer("shapes", torch.as_tensor(shapes, dtype=torch.float32))
         self.register_buffer("priors", torch.as_tensor(make_priors(shapes, grid)))
         self.trunk = GoogLeNet(num_outputs=1, batch_norm=batch_norm, width=width, aux_classifiers=False)
         self.trunk.classifier = nn.Identity()        # only the stages are used
         hidden = max(64, int(256 * width))
-        self.head = nn.Sequential(nn.Conv2d(self.trunk.feature_dim, hidden, 3, padding=1), nn.ReLU(inplace=True),
+        if self.last_stage != "5b":              # the unused stages would only waste memory
+            for name in ("pool4", "5a", "5b"):
+                del self.trunk.stages[name]
+        self.head = nn.Sequential(nn.Conv2d(out_channels(self.last_stage, width), hidden, 3, padding=1),
+                                  nn.ReLU(inplace=True),
                                   nn.Conv2d(hidden, self.num_shapes * 5, 1))
         nn.init.normal_(self.head[2].weight, std=0.01)
         bias = torch.zeros(self.num_shapes, 5)
@@ -91,7 +100,7 @@ class MultiBoxNet(nn.Module):
 
     def forward(self, images):
         """images ``(B, 3, S, S)`` -> (offsets ``(B, K, 4)`` in prior sizes, logits ``(B, K)``)."""
-        x, _ = self.trunk.run(images)
+        x, _ = self.trunk.run(images, stop=self.last_stage)
         x = nn.functional.adaptive_avg_pool2d(x, self.grid)
         out = self.head(x).permute(0, 2, 3, 1).reshape(len(images), -1, 5)   # (B, S*S*A, 5)
         return out[..., :4], out[..., 4]
@@ -127,9 +136,25 @@ def match(locations: torch.Tensor, logits: torch.Tensor, gt: torch.Tensor, alpha
     return rows, cols
 
 
+def threshold_matches(priors: torch.Tensor, gt: torch.Tensor, rows, cols, min_iou: float):
+    """The bipartite match plus every other prior with IoU >= ``min_iou`` to an object
+    (each to its best object). Alone, the bipartite match labels a prior that overlaps an
+    object almost as well as the chosen one a negative; the network sees the same
+    features called both and learns only the base rate. (Szegedy et al. 2014 and SSD
+    add these positives for that reason.)"""
+    from torchvision.ops import box_iou
+    if min_iou <= 0 or len(gt) == 0:
+        return rows, cols
+    best_iou, best_gt = box_iou(priors, gt).max(1)
+    extra = (best_iou >= min_iou).cpu().numpy()
+    extra[rows] = False
+    idx = np.flatnonzero(extra)
+    return np.concatenate([rows, idx]), np.concatenate([cols, best_gt.cpu().numpy()[idx]])
+
+
 def multibox_loss(net, offsets, logits, gts: list[torch.Tensor], alpha: float, match_on: str = "prior",
-                  match_alpha: float | None = None):
-    """alpha * F_loc + F_conf averaged over the batch; returns (loss, loc part, conf part).
+                  match_alpha: float | None = None, positive_iou: float = 0.0):
+    """alpha * F_loc + F_conf per matched prediction; returns (loss, loc part, conf part).
     ``gts[b]``: ``(G_b, 4)`` normalized gt boxes. F_loc is the L2 distance of matched
     predictions to their objects, measured in units of the prior's size (bounded below
     by the smallest prior, so tiny objects cannot blow the loss up).
@@ -144,12 +169,16 @@ def multibox_loss(net, offsets, logits, gts: list[torch.Tensor], alpha: float, m
     for b, gt in enumerate(gts):
         rows, cols = match(boxes[b] if match_on == "prediction" else net.priors, logits[b], gt,
                            alpha if match_alpha is None else match_alpha)
+        rows, cols = threshold_matches(net.priors, gt, rows, cols, positive_iou)
         if len(rows):
             conf_target[b, rows] = 1.0
             prior_size = (net.priors[rows, 2:] - net.priors[rows, :2]).repeat(1, 2)
             loc_terms.append(0.5 * ((boxes[b, rows] - gt[cols]) / prior_size).pow(2).sum())
-    conf = nn.functional.binary_cross_entropy_with_logits(logits, conf_target, reduction="sum") / len(gts)
-    loc = (torch.stack(loc_terms).sum() if loc_terms else logits.sum() * 0) / len(gts)
+    # normalized by the number of matched predictions (as SSD does), not by images: with
+    # threshold positives an image of 30 cells has ten times the terms of an image of 3
+    num_matched = max(1.0, float(conf_target.sum()))
+    conf = nn.functional.binary_cross_entropy_with_logits(logits, conf_target, reduction="sum") / num_matched
+    loc = (torch.stack(loc_terms).sum() if loc_terms else logits.sum() * 0) / num_matched
     return alpha * loc + conf, loc.detach(), conf.detach()
 
 
@@ -199,9 +228,10 @@ def train_multibox(dataset, cfg, out_dir: str, device="cpu", resume: bool = True
                                    seed_everything, set_rng_state)
     os.makedirs(out_dir, exist_ok=True)
     generator = seed_everything(cfg.seed)
-    grid = grid_size(cfg.input_size)
-    shapes = kmeans_shapes(normalized_boxes(dataset), shapes_per_cell(cfg.num_boxes, cfg.input_size), cfg.seed)
-    net = MultiBoxNet(shapes, grid, cfg.width, cfg.batch_norm).to(device)
+    grid = grid_size(cfg.input_size, cfg.stride)
+    shapes = kmeans_shapes(normalized_boxes(dataset), shapes_per_cell(cfg.num_boxes, cfg.input_size, cfg.stride),
+                           cfg.seed)
+    net = MultiBoxNet(shapes, grid, cfg.width, cfg.batch_norm, cfg.stride).to(device)
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, cfg.lr_steps, 0.1)
     start_epoch, history = 0, []
@@ -226,9 +256,11 @@ def train_multibox(dataset, cfg, out_dir: str, device="cpu", resume: bool = True
         for images, gts in bar:
             offsets, logits = net(images.to(device))
             loss, loc, conf = multibox_loss(net, offsets, logits, [g.to(device) for g in gts], cfg.loc_weight,
-                                            cfg.match_on, cfg.match_weight)
+                                            cfg.match_on, cfg.match_weight, cfg.positive_iou)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            # from random initialization the first steps' location gradients are huge
+            nn.utils.clip_grad_norm_(net.parameters(), 10.0)
             opt.step()
             total, n, steps = total + loss.item(), n + 1, steps + 1
             bar.set_postfix(loss=f"{loss.item():.3f}", loc=f"{loc.item():.3f}", conf=f"{conf.item():.2f}",
@@ -255,7 +287,7 @@ def export_multibox(net, cfg, out_dir, history) -> str:
                            for k, v in net.state_dict().items()})
     write_json(os.path.join(out_dir, "multibox.json"),
                {"num_boxes": len(net.priors), "grid": net.grid, "input_size": cfg.input_size, "width": cfg.width,
-                "batch_norm": cfg.batch_norm, "history": history})
+                "batch_norm": cfg.batch_norm, "stride": cfg.stride, "history": history})
     return path
 
 
@@ -270,7 +302,8 @@ def load_multibox(model_dir: str, device="cpu") -> tuple[MultiBoxNet, int]:
         raise UserError(f"{meta_path}: not a MultiBox model ({exc})") from None
     state = load_checkpoint(os.path.join(model_dir, "multibox.pt"))
     try:
-        net = MultiBoxNet(state["shapes"].numpy(), meta["grid"], meta["width"], meta["batch_norm"])
+        net = MultiBoxNet(state["shapes"].numpy(), meta["grid"], meta["width"], meta["batch_norm"],
+                          meta.get("stride", 32))
         net.load_state_dict({k: v.float() for k, v in state.items()})
     except (KeyError, RuntimeError) as exc:      # e.g. a model from an older layout
         raise UserError(f"{model_dir}/multibox.pt does not fit its multibox.json ({str(exc)[:200]}); "
@@ -280,8 +313,10 @@ def load_multibox(model_dir: str, device="cpu") -> tuple[MultiBoxNet, int]:
 
 @torch.no_grad()
 def multibox_proposals(net: MultiBoxNet, input_size: int, images_rgb: list[np.ndarray], top_k: int,
-                       device="cpu") -> list[tuple[np.ndarray, np.ndarray]]:
-    """Top-k (boxes in pixels, objectness) per image, best first."""
+                       device="cpu", nms_iou: float = 1.0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Top-k (boxes in pixels, objectness) per image, best first; with ``nms_iou`` < 1,
+    after non-maximum suppression (neighbouring priors find the same object)."""
+    from torchvision.ops import nms
     batch = torch.stack([prepare_image(im, input_size) for im in images_rgb]).to(device)
     offsets, logits = net(batch)
     boxes = net.boxes(offsets)
@@ -289,7 +324,10 @@ def multibox_proposals(net: MultiBoxNet, input_size: int, images_rgb: list[np.nd
     for b, im in enumerate(images_rgb):
         h, w = im.shape[:2]
         scores = torch.sigmoid(logits[b])
-        order = torch.argsort(scores, descending=True)[:top_k]
-        px = (boxes[b, order].clamp(0, 1) * torch.tensor([w, h, w, h], device=boxes.device)).cpu().numpy()
+        corners = boxes[b].clamp(0, 1).view(-1, 2, 2)                 # an inverted box is put right
+        px = torch.cat([corners.min(1).values, corners.max(1).values], 1) * torch.tensor(
+            [w, h, w, h], device=boxes.device, dtype=boxes.dtype)
+        order = (nms(px, scores, nms_iou) if nms_iou < 1 else torch.argsort(scores, descending=True))[:top_k]
+        px = px[order].cpu().numpy()
         out.append((px.astype(np.float32), scores[order].cpu().numpy().astype(np.float32)))
     return out

@@ -6,7 +6,8 @@ import torch
 
 from detector.config import ProposalConfig, SelectiveSearchConfig
 from proposals.cache import ProposalSource, combine
-from proposals.multibox import MultiBoxNet, kmeans_shapes, make_priors, match, multibox_loss
+from proposals.multibox import (MultiBoxNet, kmeans_shapes, make_priors, match, multibox_loss, multibox_proposals,
+                               threshold_matches)
 from proposals.report import proposal_report
 from proposals.selective_search import selective_search
 
@@ -79,6 +80,33 @@ def test_multibox_few_steps_lower_the_loss():
     assert losses[-1] < 0.4 * losses[0]
     # decoded boxes: zero offsets are the priors themselves
     np.testing.assert_allclose(net.boxes(torch.zeros(8, 4)).numpy(), net.priors.numpy())
+
+
+def test_threshold_matches_add_close_priors_to_the_bipartite_match():
+    priors = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.05, 0.0, 0.55, 0.5], [0.5, 0.5, 1.0, 1.0], [0.6, 0.0, 1.0, 0.3]])
+    gt = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]])
+    rows, cols = match(priors, torch.zeros(4), gt, alpha=10.0)
+    assert sorted(zip(rows.tolist(), cols.tolist())) == [(0, 0), (2, 1)]
+    more_rows, more_cols = threshold_matches(priors, gt, rows, cols, 0.5)
+    # prior 1 overlaps object 0 at IoU 0.45/0.55 = 0.82: a positive for it; prior 3 overlaps nothing
+    assert sorted(zip(more_rows.tolist(), more_cols.tolist())) == [(0, 0), (1, 0), (2, 1)]
+    same = threshold_matches(priors, gt, rows, cols, 0.0)                       # switched off
+    assert np.array_equal(same[0], rows)
+
+
+def test_stride_16_multibox_uses_the_4e_map_and_nms_thins_its_boxes():
+    torch.manual_seed(0)
+    net = MultiBoxNet(np.array([[0.3, 0.3]], np.float32), grid=4, width=0.125, stride=16).eval()
+    torch.nn.init.zeros_(net.head[2].weight)     # every prediction is its prior
+    assert net.last_stage == "4e" and "5b" not in net.trunk.stages
+    offsets, logits = net(torch.randn(1, 3, 64, 64))
+    assert offsets.shape == (1, 16, 4) and logits.shape == (1, 16)
+    image = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    (boxes, scores), = multibox_proposals(net, 64, [image], top_k=16)
+    assert boxes.shape == (16, 4) and (np.diff(scores) <= 0).all()
+    np.testing.assert_allclose(np.sort(boxes[:, 0]), np.sort(net.priors[:, 0].clamp(0, 1).numpy() * 64), atol=1e-4)
+    (thin, _), = multibox_proposals(net, 64, [image], top_k=16, nms_iou=0.05)
+    assert 0 < len(thin) < 16                     # 0.3-wide priors a quarter apart: IoU 0.09
 
 
 def test_recall_report_hand_case():
