@@ -59,7 +59,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.ERROR if args.quiet else logging.INFO,
+    from detector import distributed
+    logging.basicConfig(level=logging.ERROR if args.quiet or not distributed.is_main() else logging.INFO,
                         format="%(levelname)s: %(message)s")
     from detector.datasets import load_dataset
     from detector.fileio import write_json
@@ -76,6 +77,8 @@ def main(argv=None) -> int:
                            blacklist=args.blacklist, image_root=args.image_root)
     if args.model:
         results, t1 = run_model(args, dataset), time.perf_counter()
+        if results is None:            # a torchrun rank other than 0: its share is done
+            return 0
     else:
         dets = read_detections(args.detections)
         t1 = time.perf_counter()
@@ -98,9 +101,10 @@ def main(argv=None) -> int:
     return 0
 
 
-def run_model(args, dataset) -> dict:
+def run_model(args, dataset) -> dict | None:
     """Detect over the split with a model or ensemble (members reported too), save the
-    detections, and score each result."""
+    detections, and score each result. Under torchrun the ranks share the images and
+    rank 0 scores them (the others return None)."""
     import os
 
     from detector.inference import DetectionRunner
@@ -109,10 +113,16 @@ def run_model(args, dataset) -> dict:
     from ensemble import load_predictor
     from eval import evaluate
 
-    device = resolve_device(args.device)
+    from detector import distributed
+    device = distributed.init(resolve_device(args.device))
     predictor = load_predictor(args.model, device, args.vote)
     runner = DetectionRunner(predictor, args.cache_dir, device, args.workers, args.proposals)
-    detections = runner.detect_dataset(dataset, members=len(predictor) > 1)
+    try:
+        detections = runner.detect_dataset(dataset, members=len(predictor) > 1)
+    finally:
+        distributed.shutdown()
+    if not distributed.is_main():
+        return None
     name = os.path.basename(os.path.normpath(args.model))
     path = args.save_detections or (os.path.splitext(args.json)[0] + "-detections.json" if args.json else
                                     os.path.join("out", f"{name}-{args.split}-detections.json"))

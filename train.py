@@ -2,6 +2,11 @@
 """Train a detector (MultiBox proposals, then the GoogLeNet region classifier) from a recipe.
 
     python train.py --config configs/bccd.yaml --out runs/bccd
+    torchrun --nproc-per-node 2 train.py --config configs/bccd.yaml --out runs/bccd
+
+Under torchrun the batch sizes in the recipe (train.images_per_batch,
+proposals.multibox.batch_size) are global: each of the N processes takes 1/N of every
+minibatch, so the recipe means the same optimization whatever N is.
 """
 from __future__ import annotations
 
@@ -33,7 +38,10 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s: %(message)s", datefmt="%H:%M:%S")
+    from detector import distributed
+    # under torchrun rank 0 speaks for all
+    logging.basicConfig(level=logging.INFO if distributed.is_main() else logging.ERROR,
+                        format="%(asctime)s %(levelname)s: %(message)s", datefmt="%H:%M:%S")
     from detector.train_pipeline import run_training
     run_training(args)
     return 0

@@ -72,20 +72,35 @@ class DetectionRunner:
         return results
 
     def detect_dataset(self, dataset, members: bool = False) -> dict[str, Detections]:
-        """Detections of every image of a dataset split, per result name."""
+        """Detections of every image of a dataset split, per result name. Under torchrun
+        each rank detects its shard of the images and every rank returns all of them,
+        in the split's order (so the scores match a single process exactly)."""
         from tqdm import tqdm
 
+        from . import distributed
         from .images import read_image
         self.source.prepare([r.path for r in dataset.images])
-        parts = defaultdict(list)
-        for rec in tqdm(dataset.images, desc="detect", unit="img", disable=not self.progress):
+        per_image = []
+        for rec in tqdm(distributed.shard(dataset.images), desc="detect", unit="img",
+                        disable=not self.progress or not distributed.is_main()):
             t = time.perf_counter()
             image = read_image(rec.path)
             self.timings["decode"] += time.perf_counter() - t
+            found = {}
             for name, (boxes, scores, labels) in self.detect(image, rec.path, members).items():
-                parts[name].append(Detections(np.full(len(scores), rec.image_id), np.array(self.predictor.classes)[labels]
-                                              if len(labels) else np.zeros(0, str), scores.astype(np.float64),
-                                              boxes.astype(np.float64)))
+                found[name] = Detections(np.full(len(scores), rec.image_id), np.array(self.predictor.classes)[labels]
+                                         if len(labels) else np.zeros(0, str), scores.astype(np.float64),
+                                         boxes.astype(np.float64))
+            per_image.append(found)
+        if distributed.active():
+            gathered = distributed.gather((per_image, dict(self.timings), self.images_done))
+            per_image = distributed.unshard([g[0] for g in gathered])
+            self.timings = defaultdict(float, {k: sum(g[1].get(k, 0.0) for g in gathered) for k in STAGES})
+            self.images_done = sum(g[2] for g in gathered)
+        parts = defaultdict(list)
+        for found in per_image:
+            for name, dets in found.items():
+                parts[name].append(dets)
         return {name: Detections.concatenate(p) for name, p in parts.items()}
 
     def timing_report(self) -> dict:

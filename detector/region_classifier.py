@@ -82,6 +82,11 @@ class RegionClassifier(nn.Module):
     def _aux_taps(self):
         return ("4a", "4d") if self.training and self.net.aux is not None else ()
 
+    def forward(self, images: torch.Tensor, boxes: torch.Tensor | None = None):
+        """Training entry (DistributedDataParallel hooks into ``forward``): warped crops
+        ``(R, 3, S, S)``, or one image ``(3, H, W)`` and its boxes in shared mode."""
+        return self.forward_warp(images) if boxes is None else self.forward_shared(images, boxes)
+
     def forward_warp(self, crops: torch.Tensor):
         x, tapped = self.net.run(crops, taps=self._aux_taps())
         feats = self.net.pool(x)

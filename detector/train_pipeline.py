@@ -31,6 +31,18 @@ def _needs_multibox(cfg) -> bool:
 
 
 def run_training(args) -> None:
+    """Under torchrun every rank runs this; rank 0 alone writes the shared files."""
+    from . import distributed
+    from .training import resolve_device
+    device = distributed.init(resolve_device(args.device))
+    try:
+        _run_training(args, device)
+    finally:
+        distributed.shutdown()
+
+
+def _run_training(args, device) -> None:
+    from . import distributed
     overrides = {}
     if args.dataset:
         overrides["data.dataset"] = args.dataset
@@ -54,7 +66,7 @@ def run_training(args) -> None:
         else:
             from proposals.multibox import train_multibox
             t = time.time()
-            train_multibox(dataset, cfg.proposals.multibox, multibox_dir, args.device, resume=args.resume,
+            train_multibox(dataset, cfg.proposals.multibox, multibox_dir, device, resume=args.resume,
                            max_steps=args.max_steps, progress=progress)
             log.info("MultiBox trained in %.0f s", time.time() - t)
     if args.stage == "multibox":
@@ -66,7 +78,7 @@ def run_training(args) -> None:
 
     from .trainer import train_classifier
     source = ProposalSource(cfg.proposals, args.cache_dir, multibox_dir if _needs_multibox(cfg) else None,
-                            args.device, args.workers, progress)
+                            device, args.workers, progress)
     source.prepare([r.path for r in dataset.images])
     members = [args.out] if args.ensemble <= 1 else [
         os.path.join(args.out, f"member-{k}") for k in range(args.ensemble)]
@@ -74,13 +86,14 @@ def run_training(args) -> None:
         member_cfg = copy.deepcopy(cfg)
         member_cfg.train.seed = cfg.train.seed + k
         os.makedirs(out, exist_ok=True)
-        if out != args.out and _needs_multibox(cfg):
-            _link_multibox(multibox_dir, os.path.join(out, "multibox"))
         member_cfg.proposals.multibox_model = "multibox" if _needs_multibox(cfg) else ""
-        save_config(member_cfg, os.path.join(out, "config.yaml"))
-        train_classifier(dataset, member_cfg, source, out, args.device, resume=args.resume,
+        if distributed.is_main():
+            if out != args.out and _needs_multibox(cfg):
+                _link_multibox(multibox_dir, os.path.join(out, "multibox"))
+            save_config(member_cfg, os.path.join(out, "config.yaml"))
+        train_classifier(dataset, member_cfg, source, out, device, resume=args.resume,
                          max_steps=args.max_steps, progress=progress)
-    if len(members) > 1:
+    if len(members) > 1 and distributed.is_main():
         from ensemble import write_ensemble
         write_ensemble(args.out, [os.path.basename(m) for m in members])
 

@@ -9,6 +9,7 @@ time. A checkpoint is written after every epoch; ``resume`` continues from it.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -20,7 +21,9 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from . import distributed
 from .boxes import encode, pairwise_iou
+from .errors import UserError
 from .fileio import write_json
 from .heads import BBOX_WEIGHTS, fit_bbox_regressors, fit_svms
 from .images import read_image
@@ -50,15 +53,15 @@ def _training_targets(rec, source, flip: bool):
     return image, proposals, gt_boxes, gt_labels
 
 
-def region_loss(net: RegionClassifier, image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor,
-                cfg, short_side: int | None):
-    """Softmax loss (+ weighted auxiliary losses) of one image's sampled regions."""
+def region_loss(net, image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, cfg, short_side: int | None):
+    """Softmax loss (+ weighted auxiliary losses) of one image's sampled regions.
+    ``net``: a RegionClassifier, or one wrapped in DistributedDataParallel."""
     if cfg.model.region_mode == "warp":
-        _, logits, aux = net.forward_warp(warp_regions(image, boxes, cfg.model.input_size, cfg.model.context_pad))
+        _, logits, aux = net(warp_regions(image, boxes, cfg.model.input_size, cfg.model.context_pad))
     else:
         h, w = image.shape[-2:]
         scale = shared_scale(h, w, short_side or cfg.model.image_scale, cfg.model.max_image_side)
-        _, logits, aux = net.forward_shared(resize_tensor(image, scale), boxes * scale)
+        _, logits, aux = net(resize_tensor(image, scale), boxes * scale)
     loss = nn.functional.cross_entropy(logits, labels)
     for a in aux:
         loss = loss + cfg.train.aux_weight * nn.functional.cross_entropy(a, labels)
@@ -66,16 +69,43 @@ def region_loss(net: RegionClassifier, image: torch.Tensor, boxes: torch.Tensor,
     return loss, accuracy
 
 
+def image_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """The random stream of one image in one epoch (flip, scale, sampled regions): the
+    same whichever process trains on it, so N processes train the model one would."""
+    return np.random.default_rng([seed, epoch, index])
+
+
+def rank_batches(order: np.ndarray, images_per_batch: int) -> list[np.ndarray]:
+    """This process's part of every global minibatch. ``images_per_batch`` is the global
+    batch, split across the processes; a last batch too small to give each process an
+    image is dropped when there are several (each must take part in every step)."""
+    world = distributed.world_size()
+    if images_per_batch % world:
+        raise UserError(f"train.images_per_batch ({images_per_batch}) is the global batch: it must be a "
+                        f"multiple of the number of processes ({world})")
+    batches = [order[i:i + images_per_batch] for i in range(0, len(order), images_per_batch)]
+    if world > 1:
+        batches = [b[distributed.rank()::world] for b in batches if len(b) >= world]
+    return batches
+
+
 def train_classifier(dataset, cfg, source, out_dir: str, device="cpu", resume: bool = False,
                      max_steps: int | None = None, progress: bool = True) -> None:
+    """Fine-tune on ``dataset`` into ``out_dir``; under torchrun, with
+    DistributedDataParallel (rank 0 writes the checkpoints and the model dir)."""
     from tqdm import tqdm
     tc = cfg.train
     set_threads(tc.num_threads)
     seed_everything(tc.seed)
-    rng = np.random.default_rng(tc.seed)
+    rng = np.random.default_rng(tc.seed)       # the image order: the same on every rank
     num_classes = len(dataset.classes)
+    device = torch.device(device)
     net = RegionClassifier(cfg.model, num_classes).to(device)
     ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(tc.ema_decay), use_buffers=True)
+    model = net
+    if distributed.active():
+        from torch.nn.parallel import DistributedDataParallel
+        model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     opt = torch.optim.SGD(net.parameters(), lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
     start_epoch, iteration, history, seconds = 0, 0, [], 0.0
     ckpt = os.path.join(out_dir, "checkpoint.pt")
@@ -90,57 +120,51 @@ def train_classifier(dataset, cfg, source, out_dir: str, device="cpu", resume: b
         history, seconds = json.loads(state["history"]), float(state["seconds"])
         log.info("resuming %s from epoch %d", out_dir, start_epoch)
 
-    n_images = len(dataset.images)
     steps = 0
+    progress = progress and distributed.is_main()
     for epoch in range(start_epoch, tc.epochs):
         net.train()
         t0 = time.time()
-        order = rng.permutation(n_images)
-        batches = [order[i:i + tc.images_per_batch] for i in range(0, n_images, tc.images_per_batch)]
+        batches = rank_batches(rng.permutation(len(dataset.images)), tc.images_per_batch)
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not progress, leave=False)
-        totals = np.zeros(2)
+        totals = np.zeros(3)                    # loss, accuracy, images
         for batch in bar:
             for g in opt.param_groups:
                 g["lr"] = tc.lr * lr_factor(iteration, epoch, tc)
             opt.zero_grad(set_to_none=True)
-            stats = np.zeros(2)
-            for idx in batch:
-                rec = dataset.images[idx]
-                flip = tc.flip and rng.random() < 0.5
-                image, proposals, gt_boxes, gt_labels = _training_targets(rec, source, flip)
-                regions = label_regions(proposals, gt_boxes, gt_labels, tc.fg_iou, tc.bg_iou_low)
-                pick = sample_regions(regions.labels, tc.rois_per_image, tc.fg_fraction, rng)
-                if len(pick) == 0:
-                    continue
-                short = int(rng.choice(tc.scale_jitter)) if tc.scale_jitter else None
-                loss, acc = region_loss(net, to_tensor(image, device),
-                                        torch.as_tensor(regions.boxes[pick], dtype=torch.float32, device=device),
-                                        torch.as_tensor(regions.labels[pick], device=device), cfg, short)
-                if not torch.isfinite(loss):
-                    from .errors import UserError
-                    raise UserError(f"training diverged at epoch {epoch + 1} (loss {loss.item()}); lower train.lr "
-                                    f"and --resume from the last checkpoint")
-                (loss / len(batch)).backward()
-                stats += [loss.item(), acc.item()]
+            stats = np.zeros(3)
+            for k, idx in enumerate(batch):
+                # gradients are averaged across processes once per step, after the last image
+                sync = k == len(batch) - 1 or model is net
+                with contextlib.nullcontext() if sync else model.no_sync():
+                    loss, acc = _image_loss(model, dataset.images[idx], source, cfg,
+                                            image_rng(tc.seed, epoch, int(idx)), device)
+                    if not torch.isfinite(loss):
+                        raise UserError(f"training diverged at epoch {epoch + 1} (loss {loss.item()}); lower "
+                                        f"train.lr and --resume from the last checkpoint")
+                    (loss / len(batch)).backward()
+                stats += [loss.item(), acc.item(), 1]
             opt.step()
             ema.update_parameters(net)
             iteration, steps = iteration + 1, steps + 1
-            stats /= max(len(batch), 1)
             totals += stats
-            bar.set_postfix(loss=f"{stats[0]:.3f}", acc=f"{stats[1]:.2f}", lr=f"{opt.param_groups[0]['lr']:.4f}",
-                            img_s=f"{steps * tc.images_per_batch / max(time.time() - t0, 1e-9):.2f}")
+            bar.set_postfix(loss=f"{stats[0] / stats[2]:.3f}", acc=f"{stats[1] / stats[2]:.2f}",
+                            lr=f"{opt.param_groups[0]['lr']:.4f}",
+                            img_s=f"{totals[2] * distributed.world_size() / max(time.time() - t0, 1e-9):.2f}")
             if max_steps and steps >= max_steps:
                 break
         seconds += time.time() - t0
-        n = max(1, min(len(batches), steps))
+        totals = np.sum(distributed.gather(totals), axis=0)
+        n = max(totals[2], 1)
         history.append({"epoch": epoch + 1, "loss": totals[0] / n, "accuracy": totals[1] / n,
                         "seconds": round(seconds, 1)})
         log.info("epoch %d/%d: loss %.4f, region accuracy %.3f, %.0f s", epoch + 1, tc.epochs,
                  totals[0] / n, totals[1] / n, time.time() - t0)
-        save_checkpoint(ckpt, {"model": net.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                               "rng": rng_state(), "np_rng": json.dumps(rng.bit_generator.state),
-                               "epoch": epoch + 1, "iteration": iteration, "history": json.dumps(history),
-                               "seconds": seconds})
+        if distributed.is_main():
+            save_checkpoint(ckpt, {"model": net.state_dict(), "ema": ema.state_dict(),
+                                   "optimizer": opt.state_dict(), "rng": rng_state(),
+                                   "np_rng": json.dumps(rng.bit_generator.state), "epoch": epoch + 1,
+                                   "iteration": iteration, "history": json.dumps(history), "seconds": seconds})
         if max_steps and steps >= max_steps:
             break
 
@@ -148,7 +172,24 @@ def train_classifier(dataset, cfg, source, out_dir: str, device="cpu", resume: b
     t = time.time()
     heads = fit_heads(test_net, dataset, source, cfg, device, progress)
     seconds += time.time() - t
-    save_model_dir(out_dir, test_net, heads, cfg, dataset, history, seconds)
+    if distributed.is_main():
+        save_model_dir(out_dir, test_net, heads, cfg, dataset, history, seconds)
+    distributed.barrier()
+
+
+def _image_loss(model, rec, source, cfg, rng: np.random.Generator, device):
+    """Loss and region accuracy of one training image: flip, sample, scale, forward."""
+    tc = cfg.train
+    flip = tc.flip and rng.random() < 0.5
+    image, proposals, gt_boxes, gt_labels = _training_targets(rec, source, flip)
+    regions = label_regions(proposals, gt_boxes, gt_labels, tc.fg_iou, tc.bg_iou_low)
+    pick = sample_regions(regions.labels, tc.rois_per_image, tc.fg_fraction, rng)
+    boxes, labels = regions.boxes[pick], regions.labels[pick]
+    if len(pick) == 0:       # no gt, no usable proposal: the whole image as background
+        boxes, labels = np.array([[0, 0, rec.width, rec.height]], np.float64), np.zeros(1, np.int64)
+    short = int(rng.choice(tc.scale_jitter)) if tc.scale_jitter else None
+    return region_loss(model, to_tensor(image, device), torch.as_tensor(boxes, dtype=torch.float32, device=device),
+                       torch.as_tensor(labels, device=device), cfg, short)
 
 
 @torch.no_grad()
@@ -156,14 +197,15 @@ def fit_heads(net: RegionClassifier, dataset, source, cfg, device, progress=True
     """Bounding-box regressors (and SVMs) on the final network's region features."""
     from tqdm import tqdm
     tc = cfg.train
-    rng = np.random.default_rng(tc.seed + 1)
     num_classes = len(dataset.classes)
     reg_feats, reg_cls, reg_targets = [], [], []
     pos = [[] for _ in range(num_classes)]
     neg = [[] for _ in range(num_classes)]
     if not (tc.bbox_regression or tc.svm):
         return {}
-    for rec in tqdm(dataset.images, desc="region features", disable=not progress, leave=False):
+    for index in tqdm(distributed.shard(range(len(dataset.images))), desc="region features",
+                      disable=not progress, leave=False):
+        rec, rng = dataset.images[index], image_rng(tc.seed + 1, 0, index)
         image, proposals, gt_boxes, gt_labels = _training_targets(rec, source, flip=False)
         if len(gt_boxes) == 0:
             continue
@@ -194,6 +236,11 @@ def fit_heads(net: RegionClassifier, dataset, source, cfg, device, progress=True
                     ok = pairwise_iou(far_boxes.astype(np.float64), gt_c).max(1) < 0.3
                     far_feats = far_feats[ok]
                 neg[c].append(far_feats)
+    if distributed.active():          # every rank's features, in one list
+        parts = distributed.gather((reg_feats, reg_cls, reg_targets, pos, neg))
+        reg_feats, reg_cls, reg_targets = ([x for p in parts for x in p[i]] for i in range(3))
+        pos = [[x for p in parts for x in p[3][c]] for c in range(num_classes)]
+        neg = [[x for p in parts for x in p[4][c]] for c in range(num_classes)]
     heads = {}
     if tc.bbox_regression and reg_feats:
         W, b, alphas = fit_bbox_regressors(np.vstack(reg_feats), np.concatenate(reg_cls),

@@ -116,7 +116,9 @@ class ProposalSource:
         from detector.errors import UserError
         self.cfg, self.method = proposal_cfg, proposal_cfg.method
         self.cache_dir = cache_dir or default_cache_dir()
-        self.multibox_dir, self.device, self.workers, self.progress = multibox_dir, device, workers, progress
+        from detector import distributed
+        self.multibox_dir, self.device, self.workers = multibox_dir, device, workers
+        self.progress = progress and distributed.is_main()
         self.stores: dict[str, ProposalStore] = {}
         if self.method in ("ss", "combined"):
             self.stores["ss"] = ProposalStore(self.cache_dir, "ss", ss_params(proposal_cfg.selective_search))
@@ -137,10 +139,13 @@ class ProposalSource:
 
     def prepare(self, image_paths: list[str], batch_size: int = 8) -> None:
         """Fill the cache for these images (selective search in worker processes,
-        MultiBox in batches), with progress bars."""
+        MultiBox in batches), with progress bars. Under torchrun each rank fills its
+        shard, then all wait for all (the cache must be on a file system they share)."""
         from tqdm import tqdm
 
+        from detector import distributed
         from detector.images import read_image
+        image_paths = distributed.shard(list(dict.fromkeys(image_paths)))
         if "ss" in self.stores:
             todo = [p for p in dict.fromkeys(image_paths) if not self.stores["ss"].has(p)]
             jobs = [(p, ss_params(self.cfg.selective_search), self.cache_dir) for p in todo]
@@ -161,6 +166,7 @@ class ProposalSource:
                     chunk = todo[i:i + batch_size]
                     self._compute_multibox(chunk, [read_image(p) for p in chunk])
                     bar.update(len(chunk))
+        distributed.barrier()
 
     def _compute_multibox(self, paths, images):
         from .multibox import multibox_proposals

@@ -224,10 +224,17 @@ def train_multibox(dataset, cfg, out_dir: str, device="cpu", resume: bool = True
     """
     from tqdm import tqdm
 
+    from detector import distributed
     from detector.training import (latest_checkpoint, load_checkpoint, rng_state, save_checkpoint,
                                    seed_everything, set_rng_state)
     os.makedirs(out_dir, exist_ok=True)
+    world = distributed.world_size()
+    if cfg.batch_size % world:
+        raise UserError(f"proposals.multibox.batch_size ({cfg.batch_size}) is the global batch: it must be a "
+                        f"multiple of the number of processes ({world})")
+    progress = progress and distributed.is_main()
     generator = seed_everything(cfg.seed)
+    device = torch.device(device)
     grid = grid_size(cfg.input_size, cfg.stride)
     shapes = kmeans_shapes(normalized_boxes(dataset), shapes_per_cell(cfg.num_boxes, cfg.input_size, cfg.stride),
                            cfg.seed)
@@ -245,16 +252,31 @@ def train_multibox(dataset, cfg, out_dir: str, device="cpu", resume: bool = True
         generator.set_state(state["generator"])
         start_epoch, history = int(state["epoch"]), json.loads(state["history"])
         log.info("resuming MultiBox from epoch %d", start_epoch)
-    loader = torch.utils.data.DataLoader(MultiBoxData(dataset, cfg.input_size, flip=True), batch_size=cfg.batch_size,
-                                         shuffle=True, collate_fn=_collate, generator=generator, drop_last=False)
+    model = net
+    data = MultiBoxData(dataset, cfg.input_size, flip=True)
+    if distributed.active():
+        # each rank takes batch_size / N images of every global batch (DistributedSampler
+        # shuffles with the seed and the epoch, the same on every rank)
+        from torch.nn.parallel import DistributedDataParallel
+        from torch.utils.data.distributed import DistributedSampler
+        model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        sampler = DistributedSampler(data, seed=cfg.seed, drop_last=True)
+        loader = torch.utils.data.DataLoader(data, batch_size=cfg.batch_size // world, sampler=sampler,
+                                             collate_fn=_collate)
+    else:
+        sampler = None
+        loader = torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, shuffle=True, collate_fn=_collate,
+                                             generator=generator, drop_last=False)
     steps = 0
     t0 = time.time()
     for epoch in range(start_epoch, cfg.epochs):
         net.train()
+        if sampler is not None:
+            sampler.set_epoch(epoch)
         bar = tqdm(loader, desc=f"multibox {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
         total = n = 0
         for images, gts in bar:
-            offsets, logits = net(images.to(device))
+            offsets, logits = model(images.to(device))
             loss, loc, conf = multibox_loss(net, offsets, logits, [g.to(device) for g in gts], cfg.loc_weight,
                                             cfg.match_on, cfg.match_weight, cfg.positive_iou)
             opt.zero_grad(set_to_none=True)
@@ -270,13 +292,16 @@ def train_multibox(dataset, cfg, out_dir: str, device="cpu", resume: bool = True
         sched.step()
         history.append({"epoch": epoch + 1, "loss": total / max(n, 1), "seconds": time.time() - t0})
         log.info("multibox epoch %d/%d loss %.4f", epoch + 1, cfg.epochs, total / max(n, 1))
-        save_checkpoint(ckpt_path, {"model": net.state_dict(), "optimizer": opt.state_dict(),
-                                    "scheduler": sched.state_dict(), "rng": rng_state(),
-                                    "generator": generator.get_state(), "epoch": epoch + 1,
-                                    "history": json.dumps(history)})
+        if distributed.is_main():
+            save_checkpoint(ckpt_path, {"model": net.state_dict(), "optimizer": opt.state_dict(),
+                                        "scheduler": sched.state_dict(), "rng": rng_state(),
+                                        "generator": generator.get_state(), "epoch": epoch + 1,
+                                        "history": json.dumps(history)})
         if max_steps and steps >= max_steps:
             break
-    return export_multibox(net, cfg, out_dir, history)
+    path = export_multibox(net, cfg, out_dir, history) if distributed.is_main() else None
+    distributed.barrier()
+    return path or os.path.join(out_dir, "multibox.pt")
 
 
 def export_multibox(net, cfg, out_dir, history) -> str:
