@@ -275,7 +275,8 @@ def save_model_dir(out_dir, net: RegionClassifier, heads: dict, cfg, dataset, hi
         with open(manifest_path) as f:
             manifest = json.load(f)
     manifest.update({
-        "dataset": os.path.abspath(dataset.root), "split": dataset.split, "classes": list(dataset.classes),
+        "dataset": os.path.abspath(dataset.root), "split": dataset.split, "num_images": len(dataset.images),
+        "classes": list(dataset.classes),
         "arch": cfg.model.arch, "region_mode": cfg.model.region_mode, "seed": cfg.train.seed,
         "training_seconds": round(seconds, 1), "code_commit": _git_commit(),
         "trained": time.strftime("%Y-%m-%d %H:%M"), "history": history,

@@ -1,0 +1,104 @@
+#!/usr/bin/env python
+"""Copy a trained model or ensemble from runs/ into models/, measured.
+
+    python bench/bundle_models.py runs/bccd models/bccd --dataset ../shared/datasets/bccd --split test
+
+Copies what running needs (config, fp16 weights, heads, MultiBox; not the training
+checkpoints), scores the copy on the test split with `voc` (each member and the
+ensemble), and writes OUT/manifest.json: dataset, training split, recipe, training time,
+code commit, and the measured test mAP with the command that reproduces it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+RUN_FILES = ("config.yaml", "model.pt", "heads.npz", "manifest.json", "ensemble.json")
+MULTIBOX_FILES = ("multibox.pt", "multibox.json")
+
+
+def copy_model(src: str, dst: str) -> None:
+    os.makedirs(dst, exist_ok=True)
+    for name in RUN_FILES:
+        if os.path.exists(os.path.join(src, name)):
+            shutil.copy2(os.path.join(src, name), os.path.join(dst, name))
+    mb = os.path.join(src, "multibox")
+    if os.path.islink(mb):                      # an ensemble member: share the ensemble's
+        if not os.path.lexists(os.path.join(dst, "multibox")):
+            os.symlink(os.readlink(mb), os.path.join(dst, "multibox"))
+    elif os.path.isdir(mb):
+        os.makedirs(os.path.join(dst, "multibox"), exist_ok=True)
+        for name in MULTIBOX_FILES:
+            shutil.copy2(os.path.join(mb, name), os.path.join(dst, "multibox", name))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--split", default="test")
+    p.add_argument("--recipe", help="the configs/*.yaml it was trained with (recorded)")
+    args = p.parse_args()
+
+    from ensemble import is_ensemble, member_dirs
+    if os.path.exists(args.dst):
+        shutil.rmtree(args.dst)
+    copy_model(args.src, args.dst)
+    members = [os.path.relpath(m, args.src) for m in member_dirs(args.src)] if is_ensemble(args.src) else []
+    for m in members:
+        copy_model(os.path.join(args.src, m), os.path.join(args.dst, m))
+
+    result = os.path.join(ROOT, "bench", "results", f"{os.path.basename(args.dst)}_{args.split}_voc.json")
+    cmd = ["evaluate.py", "--dataset", args.dataset, "--split", args.split, "--model", args.dst, "--metric", "voc",
+           "--json", os.path.relpath(result, ROOT), "--quiet"]
+    t = time.time()
+    out = subprocess.run([sys.executable, *cmd], capture_output=True, text=True, cwd=ROOT)
+    if out.returncode:
+        sys.exit(out.stderr[-3000:])
+    print(out.stdout)
+    with open(result) as f:
+        scores = json.load(f)
+
+    manifests = [json.load(open(os.path.join(args.dst, m, "manifest.json"))) for m in (members or [""])]
+    first = manifests[0]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=ROOT).stdout.strip()
+    multibox_meta = os.path.join(args.dst, "multibox", "multibox.json")
+    multibox_seconds = 0.0
+    if os.path.exists(multibox_meta):
+        with open(multibox_meta) as f:
+            multibox_seconds = json.load(f)["history"][-1]["seconds"]
+    manifest = {
+        "dataset": os.path.relpath(first["dataset"], ROOT), "split": first["split"],
+        "classes": first["classes"], "recipe": args.recipe,
+        "members": members or None,
+        "training_seconds": {"multibox": round(multibox_seconds, 1),
+                             **{m or "classifier": man["training_seconds"] for m, man in zip(members or [""], manifests)}},
+        "code_commit_trained": sorted({man["code_commit"] for man in manifests}),
+        "code_commit_bundled": commit,
+        "test": {"split": args.split, "metric": "voc", "mAP": scores["mAP"], "per_class": scores["per_class"],
+                 "members": {k: {"mAP": v["mAP"], "per_class": v["per_class"]}
+                             for k, v in scores.get("members", {}).items()},
+                 "command": "python " + " ".join(cmd[:-3]), "seconds": round(time.time() - t, 1)},
+        "bundled": time.strftime("%Y-%m-%d %H:%M"),
+    }
+    from detector.fileio import write_json
+    if not members:                     # a single model: its own manifest, completed
+        first.update(manifest)
+        manifest = first
+    write_json(os.path.join(args.dst, "manifest.json"), manifest)
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(args.dst) for f in fs)
+    print(f"{args.dst}: {size / 2**20:.1f} MB, test mAP {scores['mAP']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
