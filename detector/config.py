@@ -80,6 +80,7 @@ class ModelConfig:
     image_scale: int = 480             # shared: shorter image side
     max_image_side: int = 1000         # shared: cap on the longer side
     roi_size: int = 14                 # shared: roi_align output on the 4e map
+    roi_sampling: int = 2              # shared: bilinear samples per bin side (1 is 4x cheaper)
 
 
 @dataclass

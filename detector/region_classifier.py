@@ -99,7 +99,7 @@ class RegionClassifier(nn.Module):
 
         def cut(fmap, stage):
             return roi_align(fmap, [boxes], output_size=size, spatial_scale=1.0 / STRIDE[stage],
-                             sampling_ratio=2, aligned=True)
+                             sampling_ratio=self.cfg.roi_sampling, aligned=True)
         y, _ = self.net.run(cut(x, SHARED_STOP), start=SHARED_STOP)
         feats = self.net.pool(y)
         return feats, self.net.head(feats), [self.net.aux[k](cut(tapped[k], k)) for k in tapped]

@@ -252,6 +252,9 @@ def train_multibox(dataset, cfg, out_dir: str, device="cpu", resume: bool = True
         generator.set_state(state["generator"])
         start_epoch, history = int(state["epoch"]), json.loads(state["history"])
         log.info("resuming MultiBox from epoch %d", start_epoch)
+        done = os.path.join(out_dir, "multibox.pt")
+        if start_epoch >= cfg.epochs and os.path.exists(done):
+            return done                    # finished: keep the exported weights (and their cache key)
     model = net
     data = MultiBoxData(dataset, cfg.input_size, flip=True)
     if distributed.active():
