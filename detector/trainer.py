@@ -119,6 +119,9 @@ def train_classifier(dataset, cfg, source, out_dir: str, device="cpu", resume: b
         start_epoch, iteration = int(state["epoch"]), int(state["iteration"])
         history, seconds = json.loads(state["history"]), float(state["seconds"])
         log.info("resuming %s from epoch %d", out_dir, start_epoch)
+        if start_epoch >= tc.epochs and all(os.path.exists(os.path.join(out_dir, f)) for f in ("model.pt", "heads.npz")):
+            log.info("%s is already trained", out_dir)
+            return
 
     steps = 0
     progress = progress and distributed.is_main()

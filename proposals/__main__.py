@@ -51,7 +51,8 @@ def main(argv=None) -> int:
     paths = [r.path for r in dataset.images]
     source.prepare(paths)
     boxes, seconds = zip(*(source.get(p) for p in paths)) if paths else ((), ())
-    report = proposal_report(args.method, [r.boxes for r in dataset.images], list(boxes), list(seconds))
+    report = proposal_report(args.method, [r.boxes for r in dataset.images], list(boxes), list(seconds),
+                             [r.labels for r in dataset.images], [dataset.display_name(c) for c in dataset.classes])
     print(report.format())
     if args.json:
         write_json(args.json, report.to_json())

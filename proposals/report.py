@@ -21,6 +21,7 @@ class ProposalReport:
     boxes_per_image: float
     seconds_per_image: float
     curve: dict = field(default_factory=dict)   # {N: (recall@0.5, recall@0.7)} with top-N boxes
+    per_class: dict = field(default_factory=dict)  # {class: recall@0.5}, when labels are given
 
     def to_json(self) -> dict:
         d = dict(self.__dict__)
@@ -31,7 +32,8 @@ class ProposalReport:
         return (f"{self.method}: {self.num_images} images, {self.num_gt} objects\n"
                 f"  recall@0.5  {self.recall_50:.4f}\n  recall@0.7  {self.recall_70:.4f}\n"
                 f"  ABO         {self.abo:.4f}\n  boxes/image {self.boxes_per_image:.1f}\n"
-                f"  s/image     {self.seconds_per_image:.3f}")
+                f"  s/image     {self.seconds_per_image:.3f}"
+                + "".join(f"\n  recall@0.5 {name}: {r:.4f}" for name, r in self.per_class.items()))
 
 
 def best_overlaps(gt_boxes: np.ndarray, proposals: np.ndarray) -> np.ndarray:
@@ -42,18 +44,26 @@ def best_overlaps(gt_boxes: np.ndarray, proposals: np.ndarray) -> np.ndarray:
 
 
 def proposal_report(method: str, gt_per_image: list[np.ndarray], proposals_per_image: list[np.ndarray],
-                    seconds: list[float]) -> ProposalReport:
-    finals, at_n = [], {n: [] for n in RECALL_AT}
-    for gt, props in zip(gt_per_image, proposals_per_image):
+                    seconds: list[float], labels_per_image: list[np.ndarray] | None = None,
+                    class_names=None) -> ProposalReport:
+    finals, at_n, labels = [], {n: [] for n in RECALL_AT}, []
+    for k, (gt, props) in enumerate(zip(gt_per_image, proposals_per_image)):
         if len(gt) == 0:
             continue
         cum = best_overlaps(gt, props)
         finals.append(cum[-1])
+        if labels_per_image is not None:
+            labels.append(labels_per_image[k])
         for n in RECALL_AT:
             at_n[n].append(cum[min(n, len(cum)) - 1])
     best = np.concatenate(finals) if finals else np.zeros(0)
     curve = {n: (float((np.concatenate(v) >= 0.5).mean()), float((np.concatenate(v) >= 0.7).mean()))
              for n, v in at_n.items() if v}
+    per_class = {}
+    if labels and class_names is not None:
+        found, labels = best >= 0.5, np.concatenate(labels)
+        per_class = {name: float(found[labels == c].mean()) for c, name in enumerate(class_names)
+                     if (labels == c).any()}
     max_boxes = max((len(p) for p in proposals_per_image), default=0)
     curve = {n: v for n, v in curve.items() if n <= max(max_boxes, 1) or n == RECALL_AT[0]}
     return ProposalReport(
@@ -62,7 +72,7 @@ def proposal_report(method: str, gt_per_image: list[np.ndarray], proposals_per_i
         recall_70=float((best >= 0.7).mean()) if len(best) else 0.0,
         abo=float(best.mean()) if len(best) else 0.0,
         boxes_per_image=float(np.mean([len(p) for p in proposals_per_image])) if proposals_per_image else 0.0,
-        seconds_per_image=float(np.mean(seconds)) if seconds else 0.0, curve=curve)
+        seconds_per_image=float(np.mean(seconds)) if seconds else 0.0, curve=curve, per_class=per_class)
 
 
 def plot_recall(reports: list[ProposalReport], path: str) -> None:

@@ -64,6 +64,11 @@ def test_resume_continues_and_seed_reproduces(tmp_path, shapes_data):
     a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)
     b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # resuming a finished run leaves the model as it is
+    before = (tmp_path / "a" / "model.pt").stat().st_mtime_ns
+    r = _train(cfg2, tmp_path / "a", tmp_path / "cache", "--resume")
+    assert r.returncode == 0 and "already trained" in r.stderr
+    assert (tmp_path / "a" / "model.pt").stat().st_mtime_ns == before
 
 
 def test_warp_mode_trains_and_detects(tmp_path, shapes_data, run_script):

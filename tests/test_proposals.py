@@ -112,8 +112,11 @@ def test_stride_16_multibox_uses_the_4e_map_and_nms_thins_its_boxes():
 def test_recall_report_hand_case():
     gt = [np.array([[0, 0, 10, 10], [20, 20, 30, 30]], float)]
     props = [np.array([[0, 0, 10, 10], [20, 20, 30, 36], [50, 50, 60, 60]], np.float32)]   # IoU 1, 10/16
-    r = proposal_report("x", gt, props, [0.5])
+    r = proposal_report("x", gt, props, [0.5], [np.array([0, 1])], ["a", "b"])
     assert r.recall_50 == 1.0 and r.recall_70 == 0.5
+    assert r.per_class == {"a": 1.0, "b": 1.0}
+    missed = proposal_report("x", gt, [props[0][2:]], [0.5], [np.array([0, 1])], ["a", "b"])
+    assert missed.per_class == {"a": 0.0, "b": 0.0} and missed.recall_50 == 0.0
     assert r.abo == pytest.approx((1 + 100 / 160) / 2)
     assert r.boxes_per_image == 3 and r.seconds_per_image == 0.5
     assert r.curve[1] == (0.5, 0.5) and r.curve[2] == (1.0, 0.5)
