@@ -45,7 +45,7 @@ def parse_args(argv=None):
     p.add_argument("--blacklist", metavar="FILE",
                    help="ILSVRC DET blacklist (default: devkit/data/*det_validation_blacklist.txt for val)")
     p.add_argument("--image-root", metavar="DIR", help="COCO image folder (default: <dataset>/<split>)")
-    p.add_argument("--quiet", action="store_true", help="no annotation warnings")
+    p.add_argument("--quiet", action="store_true", help="no annotation warnings or progress bars")
     model = p.add_argument_group("with --model")
     model.add_argument("--save-detections", metavar="FILE",
                        help="where the detections go (default: beside --json, else out/<model>-<split>-detections.json)")
@@ -116,7 +116,7 @@ def run_model(args, dataset) -> dict | None:
     from detector import distributed
     device = distributed.init(resolve_device(args.device))
     predictor = load_predictor(args.model, device, args.vote)
-    runner = DetectionRunner(predictor, args.cache_dir, device, args.workers, args.proposals)
+    runner = DetectionRunner(predictor, args.cache_dir, device, args.workers, args.proposals, progress=not args.quiet)
     try:
         detections = runner.detect_dataset(dataset, members=len(predictor) > 1)
     finally:

@@ -25,16 +25,16 @@ RUN_FILES = ("config.yaml", "model.pt", "heads.npz", "manifest.json", "ensemble.
 MULTIBOX_FILES = ("multibox.pt", "multibox.json")
 
 
-def copy_model(src: str, dst: str) -> None:
+def copy_model(src: str, dst: str, member: bool = False) -> None:
     os.makedirs(dst, exist_ok=True)
     for name in RUN_FILES:
         if os.path.exists(os.path.join(src, name)):
             shutil.copy2(os.path.join(src, name), os.path.join(dst, name))
     mb = os.path.join(src, "multibox")
-    if os.path.islink(mb):                      # an ensemble member: share the ensemble's
+    if os.path.islink(mb) and member:           # a member of a bundled ensemble: share the ensemble's
         if not os.path.lexists(os.path.join(dst, "multibox")):
             os.symlink(os.readlink(mb), os.path.join(dst, "multibox"))
-    elif os.path.isdir(mb):
+    elif os.path.isdir(mb):                     # (a member bundled alone gets its own copy)
         os.makedirs(os.path.join(dst, "multibox"), exist_ok=True)
         for name in MULTIBOX_FILES:
             shutil.copy2(os.path.join(mb, name), os.path.join(dst, "multibox", name))
@@ -55,7 +55,7 @@ def main():
     copy_model(args.src, args.dst)
     members = [os.path.relpath(m, args.src) for m in member_dirs(args.src)] if is_ensemble(args.src) else []
     for m in members:
-        copy_model(os.path.join(args.src, m), os.path.join(args.dst, m))
+        copy_model(os.path.join(args.src, m), os.path.join(args.dst, m), member=True)
 
     result = os.path.join(ROOT, "bench", "results", f"{os.path.basename(args.dst)}_{args.split}_voc.json")
     cmd = ["evaluate.py", "--dataset", args.dataset, "--split", args.split, "--model", args.dst, "--metric", "voc",
