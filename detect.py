@@ -33,7 +33,9 @@ def parse_args(argv=None):
     p.add_argument("--json", metavar="OUT", help="write all detections as JSON")
     p.add_argument("--out", default="out", metavar="DIR", help="annotated images go here (default: out)")
     p.add_argument("--no-images", action="store_true", help="do not write annotated images")
-    p.add_argument("--threshold", type=float, help="minimum score (default: the model's test.score_threshold)")
+    p.add_argument("--threshold", type=float, default=0.3,
+                   help="minimum score of the detections printed and drawn (default 0.3); --json keeps "
+                        "every detection above the model's test.score_threshold, as mAP needs")
     p.add_argument("--proposals", choices=("ss", "multibox", "combined"),
                    help="proposal method (default: the model's; multibox is the fast path)")
     p.add_argument("--vote", choices=("soft", "hard"), help="ensemble vote (default: the ensemble's)")
@@ -63,9 +65,6 @@ def main(argv=None) -> int:
     device = resolve_device(args.device)
     t0 = time.perf_counter()
     predictor = load_predictor(model_dir, device, args.vote)
-    if args.threshold is not None:
-        for m in predictor.members:
-            m.cfg.test.score_threshold = args.threshold
     runner = DetectionRunner(predictor, args.cache_dir, device, workers=1, proposal_method=args.proposals,
                              progress=False)
     classes = predictor.classes
@@ -82,15 +81,17 @@ def main(argv=None) -> int:
         boxes, scores, labels = next(iter(results.values()))
         image_id = os.path.splitext(os.path.basename(path))[0]
         elapsed = time.perf_counter() - t
+        shown = scores >= args.threshold
         if not args.quiet:
-            print(f"{path}: {len(scores)} detections ({elapsed:.2f} s)")
-            for b, s, l in zip(boxes, scores, labels):
+            print(f"{path}: {int(shown.sum())} detections with score >= {args.threshold} "
+                  f"({len(scores)} above {predictor.cfg.test.score_threshold}; {elapsed:.2f} s)")
+            for b, s, l in zip(boxes[shown], scores[shown], labels[shown]):
                 print(f"  {classes[l]:<16} {s:.3f}  [{b[0]:.0f}, {b[1]:.0f}, {b[2]:.0f}, {b[3]:.0f}]")
         if not args.no_images:
             out_path = os.path.join(args.out, os.path.basename(path))
             if os.path.splitext(out_path)[1].lower() not in (".jpg", ".jpeg", ".png"):
                 out_path = os.path.splitext(out_path)[0] + ".png"
-            draw_detections(image, boxes, scores, labels, classes, out_path)
+            draw_detections(image, boxes[shown], scores[shown], labels[shown], classes, out_path)
         all_dets.append(Detections(np.full(len(scores), image_id), np.array(classes)[labels] if len(labels)
                                    else np.zeros(0, str), scores.astype(float), boxes.astype(float)))
     if args.json:
