@@ -77,7 +77,8 @@ def main():
           f"{len(records)} images of {args.dataset} {args.split}, warm medians, proposals computed fresh\n")
     print("| detect, s/image | decode | proposals | network | regression | nms | end to end |")
     print("|---|---|---|---|---|---|---|")
-    for label, predictor in (("1 model", single), (f"ensemble of {len(ensemble)}", ensemble)):
+    rows = [("1 model", single)] + ([(f"ensemble of {len(ensemble)}", ensemble)] if len(ensemble) > 1 else [])
+    for label, predictor in rows:      # a single model is not timed a second time as an "ensemble of 1"
         for path, method in (("fast path (multibox)", "multibox"), ("paper path (combined)", "combined")):
             t = time_detection(predictor, warmup, records, method)
             print(f"| {label}, {path} | {t['decode']:.3f} | {t['proposals']:.3f} | {t['network']:.3f} | "
