@@ -97,7 +97,7 @@ class TrainConfig:
     lr_steps: list[int] = field(default_factory=lambda: [20, 26])
     lr_gamma: float = 0.1
     warmup_iters: int = 100
-    ema_decay: float = 0.999           # Polyak averaging of the weights used at test time
+    ema_decay: float = 0.999           # Polyak averaging for the test weights (ramped up; 0: off)
     aux_weight: float = 0.3
     flip: bool = True
     scale_jitter: list[int] = field(default_factory=lambda: [400, 448, 480, 512, 560])

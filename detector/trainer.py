@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from . import distributed
 from .boxes import encode, pairwise_iou
@@ -33,6 +33,25 @@ from .training import (latest_checkpoint, load_checkpoint, rng_state, save_check
                        set_rng_state, set_threads)
 
 log = logging.getLogger(__name__)
+
+
+def polyak_average_fn(decay: float):
+    """The test-time weights' update, for AveragedModel: an exponential moving average
+    whose decay ramps up as min(decay, (1 + n) / (10 + n)) over the n updates so far
+    (TensorFlow's ExponentialMovingAverage with num_updates, as the Inception recipes
+    used it). With a fixed 0.999, a 1,000-step run would keep a third of its random
+    initialization in the average; the ramp keeps the average near the recent weights.
+    ``decay`` 0 turns averaging off (the last weights are used)."""
+    @torch.no_grad()
+    def update(averaged: list, current: list, n_averaged) -> None:
+        n = float(n_averaged)
+        d = min(decay, (1 + n) / (10 + n))
+        if torch.is_floating_point(averaged[0]):
+            torch._foreach_lerp_(averaged, current, 1 - d)
+        else:                                   # integer buffers (BN's batch counter)
+            for a, c in zip(averaged, current):
+                a.copy_(c)
+    return update
 
 
 def lr_factor(iteration: int, epoch: int, tc) -> float:
@@ -101,7 +120,7 @@ def train_classifier(dataset, cfg, source, out_dir: str, device="cpu", resume: b
     num_classes = len(dataset.classes)
     device = torch.device(device)
     net = RegionClassifier(cfg.model, num_classes).to(device)
-    ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(tc.ema_decay), use_buffers=True)
+    ema = AveragedModel(net, multi_avg_fn=polyak_average_fn(tc.ema_decay), use_buffers=True)
     model = net
     if distributed.active():
         from torch.nn.parallel import DistributedDataParallel

@@ -27,6 +27,24 @@ def test_foreground_background_labels_and_sampling():
     assert (np.array([1] * 10 + [0] * 30)[pick] > 0).sum() == 2 and len(pick) == 8
 
 
+def test_polyak_average_follows_a_short_run():
+    """Weights that move from 0 to 1 over 200 steps: a fixed 0.999 decay would leave the
+    average near 0.02 (mostly the initialization); the ramped decay keeps it near the end."""
+    from torch.optim.swa_utils import AveragedModel
+
+    from detector.trainer import polyak_average_fn
+    net = torch.nn.Linear(1, 1, bias=False)
+    averaged = {d: AveragedModel(net, multi_avg_fn=polyak_average_fn(d)) for d in (0.999, 0.0)}
+    for step in range(1, 201):
+        with torch.no_grad():
+            net.weight.fill_(step / 200)
+        for avg in averaged.values():
+            avg.update_parameters(net)
+    ramped = averaged[0.999].module.weight.item()
+    assert 0.85 < ramped < 0.99                         # an average of recent weights
+    assert averaged[0.0].module.weight.item() == 1.0    # decay 0: the last weights
+
+
 def test_training_writes_a_loadable_model_dir(tiny_model):
     from ensemble import load_predictor
     model = tiny_model["model"]
