@@ -19,7 +19,7 @@ from .boxes import clip_boxes, decode
 from .config import load_config
 from .errors import UserError
 from .heads import BBOX_WEIGHTS, apply_linear
-from .region_classifier import RegionClassifier
+from .region_classifier import RegionClassifier, for_inference
 from .training import load_checkpoint
 
 MODEL_FILES = ("config.yaml", "model.pt", "heads.npz")
@@ -33,7 +33,7 @@ class RegionScores:
 
 class DetectorModel:
     def __init__(self, cfg, net: RegionClassifier, heads: dict, model_dir: str = "", device="cpu"):
-        self.cfg, self.net, self.heads, self.dir = cfg, net.eval(), heads, model_dir
+        self.cfg, self.net, self.heads, self.dir = cfg, for_inference(net, device), heads, model_dir
         self.device = torch.device(device)
         self.classes = list(cfg.data.classes)
 
@@ -55,7 +55,7 @@ class DetectorModel:
                 heads = {k: z[k] for k in z.files}
         except (OSError, ValueError) as exc:
             raise UserError(f"{model_dir}/heads.npz: cannot read ({exc})") from None
-        return cls(cfg, net.to(device), heads, model_dir, device)
+        return cls(cfg, net, heads, model_dir, device)
 
     @property
     def multibox_dir(self) -> str | None:

@@ -36,6 +36,12 @@ def to_tensor(image_rgb: np.ndarray, device="cpu") -> torch.Tensor:
     return (t - mean) / std
 
 
+def for_inference(net: nn.Module, device) -> nn.Module:
+    """Eval mode on ``device``, weights in channels-last layout: oneDNN's CPU convolutions
+    are markedly faster that way (bench/benchmark.py) and the outputs are the same."""
+    return net.to(device, memory_format=torch.channels_last).eval()
+
+
 def shared_scale(height: int, width: int, short_side: int, max_side: int) -> float:
     """Resize factor: shorter side to ``short_side``, longer side at most ``max_side``."""
     scale = short_side / min(height, width)

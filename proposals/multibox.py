@@ -321,6 +321,7 @@ def export_multibox(net, cfg, out_dir, history) -> str:
 
 def load_multibox(model_dir: str, device="cpu") -> tuple[MultiBoxNet, int]:
     """(network in eval mode, input size) from a directory written by train_multibox."""
+    from detector.region_classifier import for_inference
     from detector.training import load_checkpoint
     meta_path = os.path.join(model_dir, "multibox.json")
     try:
@@ -336,7 +337,7 @@ def load_multibox(model_dir: str, device="cpu") -> tuple[MultiBoxNet, int]:
     except (KeyError, RuntimeError) as exc:      # e.g. a model from an older layout
         raise UserError(f"{model_dir}/multibox.pt does not fit its multibox.json ({str(exc)[:200]}); "
                         "retrain it with train.py --stage multibox") from None
-    return net.to(device).eval(), int(meta["input_size"])
+    return for_inference(net, device), int(meta["input_size"])
 
 
 @torch.no_grad()
