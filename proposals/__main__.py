@@ -18,6 +18,7 @@ def parse_args(argv=None):
     r.add_argument("--config", help="YAML recipe whose 'proposals' section to use (default: built-in defaults)")
     r.add_argument("--model", help="model dir whose config and MultiBox to use")
     r.add_argument("--multibox", metavar="DIR", help="MultiBox model dir (default: <model>/multibox)")
+    r.add_argument("--top-k", type=int, metavar="N", help="MultiBox boxes kept (default: the config's multibox_top_k)")
     r.add_argument("--cache-dir", help="proposal cache (default: ~/.cache/googlenet-detector)")
     r.add_argument("--workers", type=int, default=2, help="selective-search processes (default 2)")
     r.add_argument("--device", default="cpu")
@@ -33,6 +34,7 @@ def main(argv=None) -> int:
 
     from detector.config import Config, load_config
     from detector.datasets import load_dataset
+    from detector.errors import UserError
     from detector.fileio import write_json
 
     from .cache import ProposalSource
@@ -45,6 +47,10 @@ def main(argv=None) -> int:
     else:
         cfg = Config()
     cfg.proposals.method = args.method
+    if args.top_k is not None:
+        if args.top_k < 1:
+            raise UserError(f"--top-k must be at least 1, got {args.top_k}")
+        cfg.proposals.multibox_top_k = args.top_k
     multibox_dir = args.multibox or (os.path.join(args.model, "multibox") if args.model else None)
     dataset = load_dataset(args.dataset, args.split)
     source = ProposalSource(cfg.proposals, args.cache_dir, multibox_dir, args.device, args.workers)

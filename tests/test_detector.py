@@ -29,7 +29,7 @@ def test_foreground_background_labels_and_sampling():
 
 def test_polyak_average_follows_a_short_run():
     """Weights that move from 0 to 1 over 200 steps: a fixed 0.999 decay would leave the
-    average near 0.02 (mostly the initialization); the ramped decay keeps it near the end."""
+    average near 0.1 (mostly the initialization); the ramped decay keeps it near the end."""
     from torch.optim.swa_utils import AveragedModel
 
     from detector.trainer import polyak_average_fn

@@ -170,3 +170,23 @@ def test_multibox_method_without_model_is_a_clear_error(tmp_path):
     from detector.errors import UserError
     with pytest.raises(UserError, match="needs a trained MultiBox model"):
         ProposalSource(ProposalConfig(method="combined"), str(tmp_path))
+
+
+def test_report_cli_top_k(tmp_path, tiny_model):
+    """`python -m proposals report --top-k N` keeps N MultiBox boxes per image; 0 is refused."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    def report(*extra):
+        return subprocess.run([sys.executable, "-m", "proposals", "report", "--dataset", str(tiny_model["data"]),
+                               "--split", "test", "--method", "multibox", "--model", str(tiny_model["model"]),
+                               "--cache-dir", str(tiny_model["cache"]), *extra],
+                              capture_output=True, text=True, cwd=ROOT, timeout=300)
+    out = report("--top-k", "7", "--json", str(tmp_path / "r.json"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads((tmp_path / "r.json").read_text())["boxes_per_image"] == 7
+    bad = report("--top-k", "0")
+    assert bad.returncode != 0 and "--top-k must be at least 1" in bad.stderr
