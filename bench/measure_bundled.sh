@@ -6,14 +6,17 @@ set -e
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 R=bench/results
-for ds in bccd raccoon; do
-  [ -d models/$ds ] || continue
+for pair in bccd:bccd raccoon:raccoon bccd_warp:bccd; do
+  m=${pair%%:*} ds=${pair#*:}
+  [ -d models/$m ] || continue
   data=../shared/datasets/$ds
-  # test mAP, paper path (the recipe's combined proposals) and fast path (MultiBox only)
-  $PY evaluate.py --dataset $data --split test --model models/$ds --metric voc --json $R/${ds}_test_voc.json --quiet > $R/${ds}_test_voc.txt
-  $PY evaluate.py --dataset $data --split test --model models/$ds --metric voc --proposals multibox --json $R/${ds}_test_voc_fast.json --quiet > $R/${ds}_test_voc_fast.txt
-  for m in ss multibox combined; do
-    $PY -m proposals report --dataset $data --split test --method $m --model models/$ds --json $R/proposals_${ds}_test_$m.json > /dev/null 2>&1
+  # test mAP (each member and the ensemble), paper path (the recipe's combined
+  # proposals) and fast path (MultiBox only)
+  $PY evaluate.py --dataset $data --split test --model models/$m --metric voc --json $R/${m}_test_voc.json --quiet > $R/${m}_test_voc.txt
+  $PY evaluate.py --dataset $data --split test --model models/$m --metric voc --proposals multibox --json $R/${m}_test_voc_fast.json --quiet > $R/${m}_test_voc_fast.txt
+  [ "$m" = "$ds" ] || continue
+  for method in ss multibox combined; do
+    $PY -m proposals report --dataset $data --split test --method $method --model models/$m --json $R/proposals_${m}_test_$method.json > /dev/null 2>&1
   done
 done
 # speed: per stage, single model and ensemble, cold and warm; ensemble growth; torchrun
