@@ -16,7 +16,7 @@ def parse_args(argv=None):
     r.add_argument("--split", required=True)
     r.add_argument("--method", required=True, choices=("ss", "multibox", "combined"))
     r.add_argument("--config", help="YAML recipe whose 'proposals' section to use (default: built-in defaults)")
-    r.add_argument("--model", help="model dir whose config and MultiBox to use")
+    r.add_argument("--model", help="model or ensemble dir whose config and MultiBox to use")
     r.add_argument("--multibox", metavar="DIR", help="MultiBox model dir (default: <model>/multibox)")
     r.add_argument("--top-k", type=int, metavar="N", help="MultiBox boxes kept (default: the config's multibox_top_k)")
     r.add_argument("--cache-dir", help="proposal cache (default: ~/.cache/googlenet-detector)")
@@ -40,8 +40,11 @@ def main(argv=None) -> int:
     from .cache import ProposalSource
     from .report import plot_recall, proposal_report
 
+    model_dir = None
     if args.model:
-        cfg = load_config(os.path.join(args.model, "config.yaml"))
+        from ensemble import member_dirs
+        model_dir = member_dirs(args.model)[0]     # an ensemble's members share their proposals
+        cfg = load_config(os.path.join(model_dir, "config.yaml"))
     elif args.config:
         cfg = load_config(args.config)
     else:
@@ -51,7 +54,7 @@ def main(argv=None) -> int:
         if args.top_k < 1:
             raise UserError(f"--top-k must be at least 1, got {args.top_k}")
         cfg.proposals.multibox_top_k = args.top_k
-    multibox_dir = args.multibox or (os.path.join(args.model, "multibox") if args.model else None)
+    multibox_dir = args.multibox or (os.path.join(model_dir, "multibox") if model_dir else None)
     dataset = load_dataset(args.dataset, args.split)
     source = ProposalSource(cfg.proposals, args.cache_dir, multibox_dir, args.device, args.workers)
     paths = [r.path for r in dataset.images]

@@ -190,3 +190,22 @@ def test_report_cli_top_k(tmp_path, tiny_model):
     assert json.loads((tmp_path / "r.json").read_text())["boxes_per_image"] == 7
     bad = report("--top-k", "0")
     assert bad.returncode != 0 and "--top-k must be at least 1" in bad.stderr
+
+
+def test_report_cli_reads_an_ensemble(tmp_path, tiny_model):
+    """`--model` may be an ensemble: its members' shared proposal settings are used."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    ens = tmp_path / "ens"
+    made = subprocess.run([sys.executable, "-m", "ensemble", "create", str(ens), str(tiny_model["model"]),
+                           str(tiny_model["model"])], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert made.returncode == 0, made.stderr[-2000:]
+    out = subprocess.run([sys.executable, "-m", "proposals", "report", "--dataset", str(tiny_model["data"]),
+                          "--split", "test", "--method", "multibox", "--model", str(ens), "--top-k", "5",
+                          "--cache-dir", str(tiny_model["cache"]), "--json", str(tmp_path / "r.json")],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads((tmp_path / "r.json").read_text())["boxes_per_image"] == 5
