@@ -89,4 +89,5 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    from detector.errors import run_cli
+    run_cli(main)          # a bad path or model is one line on stderr and exit code 2

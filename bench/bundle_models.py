@@ -49,7 +49,8 @@ def main():
     p.add_argument("--recipe", help="the configs/*.yaml it was trained with (recorded)")
     args = p.parse_args()
 
-    from ensemble import is_ensemble, member_dirs
+    from ensemble import is_ensemble, member_dirs, model_classes
+    model_classes(args.src)             # a missing or broken source fails here, before dst is replaced
     if os.path.exists(args.dst):
         shutil.rmtree(args.dst)
     copy_model(args.src, args.dst)
@@ -101,4 +102,5 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    from detector.errors import run_cli
+    run_cli(main)          # a bad path or model is one line on stderr and exit code 2

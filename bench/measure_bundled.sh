@@ -21,7 +21,7 @@ for pair in bccd:bccd raccoon:raccoon bccd_warp:bccd; do
 done
 # speed: per stage, single model and ensemble, cold and warm; ensemble growth; torchrun
 $PY bench/benchmark.py --model models/bccd --dataset ../shared/datasets/bccd --split test > $R/benchmark.md
-$PY bench/bench_ensemble.py --model models/bccd/member-0 --dataset ../shared/datasets/bccd --split test --proposals multibox > $R/bench_ensemble.md
+$PY bench/bench_ensemble.py --model models/bccd --dataset ../shared/datasets/bccd --split test --proposals multibox > $R/bench_ensemble.md
 {
   echo "# evaluate.py --model models/bccd --proposals multibox on BCCD test (72 images), proposals cached, $(date +%F)"
   s=$(date +%s.%N); $PY evaluate.py --dataset ../shared/datasets/bccd --split test --model models/bccd --proposals multibox --metric voc --quiet > /dev/null; e=$(date +%s.%N)

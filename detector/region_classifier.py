@@ -38,7 +38,7 @@ def to_tensor(image_rgb: np.ndarray, device="cpu") -> torch.Tensor:
 
 def for_inference(net: nn.Module, device) -> nn.Module:
     """Eval mode on ``device``, weights in channels-last layout: oneDNN's CPU convolutions
-    are markedly faster that way (bench/benchmark.py) and the outputs are the same."""
+    are faster that way (bench/bench_region_cost.py) and the outputs are the same."""
     return net.to(device, memory_format=torch.channels_last).eval()
 
 

@@ -38,6 +38,22 @@ def format_table(results: dict, dataset) -> str:
     return "\n".join(lines)
 
 
+def class_breakdown(result, dets) -> list[dict]:
+    """Where AP goes, per class with ground truth: the recall reached at all (what the
+    proposals, the score threshold and NMS left), the recall while precision is still
+    >= 0.5, and the highest score the class gets. A low top score marks a class the
+    classifier is unsure of; a low final recall points at proposals or NMS."""
+    rows = []
+    for name, (recall, precision) in result.curves.items():
+        ok = precision >= 0.5
+        scores = dets.scores[dets.labels == name]
+        rows.append({"class": name, "num_gt": result.num_positives[name], "ap": result.per_class[name],
+                     "final_recall": float(recall[-1]) if len(recall) else 0.0,
+                     "recall_at_precision_0.5": float(recall[ok].max()) if ok.any() else 0.0,
+                     "top_score": float(scores.max()) if len(scores) else 0.0})
+    return rows
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 

@@ -127,3 +127,19 @@ def test_area_ap_envelope():
     recall = np.array([0.25, 0.25, 0.5, 0.75])
     precision = np.array([1.0, 0.5, 2 / 3, 0.75])
     assert area_ap(recall, precision) == pytest.approx(0.25 * 1 + 0.25 * 0.75 + 0.25 * 0.75)
+
+
+def test_class_breakdown_hand_case():
+    """3 gt of class a: FP 0.9, TP 0.8, FP 0.7, TP 0.6 -> precision 0, .5, .33, .5;
+    recall reached 2/3, and 2/3 also while precision >= 0.5; top score 0.9."""
+    from eval.report import class_breakdown
+    ds = dataset({"im": [("a", [0, 0, 99, 99]), ("a", [200, 0, 299, 99]), ("a", [0, 200, 99, 299]),
+                         ("b", [300, 300, 399, 399])]})
+    d = dets(("im", "a", 0.9, [120, 120, 180, 180]), ("im", "a", 0.8, [0, 0, 99, 99]),
+             ("im", "a", 0.7, [110, 110, 190, 190]), ("im", "a", 0.6, [200, 0, 299, 99]))
+    rows = {r["class"]: r for r in class_breakdown(evaluate(ds, d, "voc"), d)}
+    assert rows["a"]["num_gt"] == 3
+    assert rows["a"]["final_recall"] == pytest.approx(2 / 3)
+    assert rows["a"]["recall_at_precision_0.5"] == pytest.approx(2 / 3)
+    assert rows["a"]["top_score"] == pytest.approx(0.9)
+    assert rows["b"]["final_recall"] == 0.0 and rows["b"]["top_score"] == 0.0
