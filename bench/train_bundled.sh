@@ -14,3 +14,7 @@ $PY train.py --config configs/raccoon.yaml --out runs/raccoon --resume --no-prog
 mkdir -p runs/bccd_warp
 [ -e runs/bccd_warp/multibox ] || cp -r runs/bccd/multibox runs/bccd_warp/multibox
 $PY train.py --config bench/recipes/bccd_warp.yaml --out runs/bccd_warp --resume --no-progress >> runs/bccd_warp.log 2>&1
+# not bundled: the class-balanced sampling experiment (README, *Bundled models*)
+mkdir -p runs/bccd_balanced
+[ -e runs/bccd_balanced/multibox ] || cp -r runs/bccd/multibox runs/bccd_balanced/multibox
+$PY train.py --config bench/recipes/bccd_balanced.yaml --out runs/bccd_balanced --resume --no-progress >> runs/bccd_balanced.log 2>&1

@@ -89,6 +89,7 @@ class TrainConfig:
     images_per_batch: int = 2
     rois_per_image: int = 64
     fg_fraction: float = 0.25
+    class_balanced: bool = False       # foreground drawn with an equal share per class present
     fg_iou: float = 0.5
     bg_iou_low: float = 0.1
     lr: float = 0.01

@@ -37,14 +37,22 @@ def label_regions(proposals: np.ndarray, gt_boxes: np.ndarray, gt_labels: np.nda
     return LabeledRegions(boxes, labels, gt_index, max_iou)
 
 
-def sample_regions(labels: np.ndarray, num: int, fg_fraction: float, rng: np.random.Generator) -> np.ndarray:
+def sample_regions(labels: np.ndarray, num: int, fg_fraction: float, rng: np.random.Generator,
+                   class_balanced: bool = False) -> np.ndarray:
     """Indices of a minibatch: up to round(num * fg_fraction) foreground, the rest
-    background, each drawn without replacement."""
+    background, each drawn without replacement. ``class_balanced`` draws the foreground
+    so that every class present gets about the same share (a rare class is otherwise
+    outnumbered by the many regions of a common one in the same image)."""
     fg = np.flatnonzero(labels > 0)
     bg = np.flatnonzero(labels == 0)
     n_fg = min(int(round(num * fg_fraction)), len(fg))
     n_bg = min(num - n_fg, len(bg))
-    pick = np.concatenate([rng.choice(fg, n_fg, replace=False), rng.choice(bg, n_bg, replace=False)])
+    p = None
+    if class_balanced and n_fg:
+        _, inverse, counts = np.unique(labels[fg], return_inverse=True, return_counts=True)
+        p = 1.0 / counts[inverse]
+        p /= p.sum()
+    pick = np.concatenate([rng.choice(fg, n_fg, replace=False, p=p), rng.choice(bg, n_bg, replace=False)])
     return pick.astype(np.int64)
 
 

@@ -205,7 +205,7 @@ def _image_loss(model, rec, source, cfg, rng: np.random.Generator, device):
     flip = tc.flip and rng.random() < 0.5
     image, proposals, gt_boxes, gt_labels = _training_targets(rec, source, flip)
     regions = label_regions(proposals, gt_boxes, gt_labels, tc.fg_iou, tc.bg_iou_low)
-    pick = sample_regions(regions.labels, tc.rois_per_image, tc.fg_fraction, rng)
+    pick = sample_regions(regions.labels, tc.rois_per_image, tc.fg_fraction, rng, tc.class_balanced)
     boxes, labels = regions.boxes[pick], regions.labels[pick]
     if len(pick) == 0:       # no gt, no usable proposal: the whole image as background
         boxes, labels = np.array([[0, 0, rec.width, rec.height]], np.float64), np.zeros(1, np.int64)

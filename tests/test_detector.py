@@ -27,6 +27,20 @@ def test_foreground_background_labels_and_sampling():
     assert (np.array([1] * 10 + [0] * 30)[pick] > 0).sum() == 2 and len(pick) == 8
 
 
+def test_class_balanced_sampling_gives_a_rare_class_its_share():
+    """2 regions of a rare class beside 40 of a common one, 8 foreground per minibatch:
+    plain sampling draws the rare class 8 * 2/42 = 0.38 times on average, balanced
+    sampling about 2 (both of them, most of the time)."""
+    labels = np.array([1] * 2 + [2] * 40 + [0] * 50)
+    rng = np.random.default_rng(0)
+    plain = [(labels[sample_regions(labels, 16, 0.5, rng)] == 1).sum() for _ in range(300)]
+    balanced = [(labels[sample_regions(labels, 16, 0.5, rng, class_balanced=True)] == 1).sum() for _ in range(300)]
+    assert 0.25 < np.mean(plain) < 0.55
+    assert np.mean(balanced) > 1.8
+    pick = sample_regions(labels, 16, 0.5, rng, class_balanced=True)
+    assert len(pick) == 16 and len(set(pick.tolist())) == 16 and (labels[pick] > 0).sum() == 8
+
+
 def test_polyak_average_follows_a_short_run():
     """Weights that move from 0 to 1 over 200 steps: a fixed 0.999 decay would leave the
     average near 0.1 (mostly the initialization); the ramped decay keeps it near the end."""
