@@ -1,20 +1,24 @@
 #!/bin/sh
-# The README's BCCD variants of the bundled models, re-measured (~10 min):
-#   out/bccd_mixed       an ensemble across region modes: models/bccd's two shared-mode
-#                        members plus the warp-mode models/bccd_warp
-#   runs/bccd_balanced   one member trained with class-balanced foreground sampling
-#                        (bench/recipes/bccd_balanced.yaml, trained by bench/train_bundled.sh)
-# Outputs: bench/results/bccd_mixed3_test_voc{,_fast}.txt, bench/results/bccd_balanced_test_voc{,_fast}.txt
+# The README's BCCD variants beside the bundled models/bccd, re-measured (~8 min):
+#   out/bccd_mixed  an ensemble across region modes: models/bccd (shared mode) plus the
+#                   warp-mode models/bccd_warp (members must share proposals: the warp
+#                   model, trained on selective search at max_side 500, scores the
+#                   recipe's 400-px proposals here)
+#   runs/bccd_plain the recipe without class-balanced sampling, an ensemble of 2
+#                   (bench/recipes/bccd_plain_sampling.yaml, trained by bench/train_bundled.sh)
+# Outputs: bench/results/bccd_mixed_test_voc{,_fast}.txt, bench/results/bccd_plain_test_voc{,_fast}.txt
 set -e
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 R=bench/results
 DATA=../shared/datasets/bccd
-rm -rf out/bccd_mixed
-$PY -m ensemble create out/bccd_mixed models/bccd/member-0 models/bccd/member-1 models/bccd_warp
-$PY evaluate.py --dataset $DATA --split test --model out/bccd_mixed --metric voc --json $R/bccd_mixed3_test_voc.json --quiet > $R/bccd_mixed3_test_voc.txt
-$PY evaluate.py --dataset $DATA --split test --model out/bccd_mixed --metric voc --proposals multibox --quiet > $R/bccd_mixed3_test_voc_fast.txt
-if [ -e runs/bccd_balanced/model.pt ]; then
-  $PY evaluate.py --dataset $DATA --split test --model runs/bccd_balanced --metric voc --json $R/bccd_balanced_test_voc.json --quiet > $R/bccd_balanced_test_voc.txt
-  $PY evaluate.py --dataset $DATA --split test --model runs/bccd_balanced --metric voc --proposals multibox --quiet > $R/bccd_balanced_test_voc_fast.txt
+rm -rf out/bccd_mixed out/bccd_warp400
+cp -rL models/bccd_warp out/bccd_warp400
+sed -i 's/max_side: 500/max_side: 400/' out/bccd_warp400/config.yaml
+$PY -m ensemble create out/bccd_mixed models/bccd out/bccd_warp400
+$PY evaluate.py --dataset $DATA --split test --model out/bccd_mixed --metric voc --json $R/bccd_mixed_test_voc.json --quiet > $R/bccd_mixed_test_voc.txt
+$PY evaluate.py --dataset $DATA --split test --model out/bccd_mixed --metric voc --proposals multibox --quiet > $R/bccd_mixed_test_voc_fast.txt
+if [ -e runs/bccd_plain/ensemble.json ]; then
+  $PY evaluate.py --dataset $DATA --split test --model runs/bccd_plain --metric voc --json $R/bccd_plain_test_voc.json --quiet > $R/bccd_plain_test_voc.txt
+  $PY evaluate.py --dataset $DATA --split test --model runs/bccd_plain --metric voc --proposals multibox --json $R/bccd_plain_test_voc_fast.json --quiet > $R/bccd_plain_test_voc_fast.txt
 fi
