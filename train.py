@@ -28,6 +28,9 @@ def parse_args(argv=None):
     p.add_argument("--ensemble", type=int, default=0, metavar="N",
                    help="train N members (seeds seed..seed+N-1) into OUT/member-K, sharing MultiBox")
     p.add_argument("--dataset", help="override data.dataset")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override recipe keys, e.g. --set train.epochs=24 model.image_scale=600 "
+                        "(values read as YAML; recorded in OUT/config.yaml)")
     p.add_argument("--cache-dir", help="proposal cache (default: ~/.cache/googlenet-detector)")
     p.add_argument("--workers", type=int, default=2, help="selective-search processes")
     p.add_argument("--device", default="cpu", help="cpu or cuda")

@@ -71,6 +71,7 @@ def main():
     warmup, records = dataset.images[0], dataset.images[1:args.images + 1]
     ensemble = load_predictor(args.model)
     single = Ensemble(ensemble.members[:1], ensemble.names[:1])
+    what = f"{len(ensemble)}-member ensemble" if len(ensemble) > 1 else "one model"
     print(f"# benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {platform.machine()}, {os.cpu_count()} cores, "
           f"no GPU used, torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"model {args.model}: {len(ensemble)} member(s), {ensemble.cfg.model.region_mode} mode; "
@@ -86,7 +87,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         cold = _run([sys.executable, "detect.py", records[0].path, "--model", args.model, "--cache-dir", tmp,
                      "--out", tmp, "--quiet"])
-        print(f"\ncold `detect.py` process, one image, {len(ensemble)}-member ensemble, paper path: {cold:.2f} s")
+        print(f"\ncold `detect.py` process, one image, {what}, paper path: {cold:.2f} s")
         dets = os.path.join(tmp, "dets.json")
         full = _run([sys.executable, "evaluate.py", "--dataset", args.dataset, "--split", args.split, "--model",
                      args.model, "--metric", "voc", "--cache-dir", tmp, "--save-detections", dets, "--quiet"])
@@ -95,7 +96,7 @@ def main():
         with open(dets) as f:
             n_dets = len(json.load(f))
     n = len(dataset.images)
-    print(f"`evaluate.py --model` (ensemble, proposals computed fresh, whole process): {n} images in {full:.1f} s "
+    print(f"`evaluate.py --model` ({what}, proposals computed fresh, whole process): {n} images in {full:.1f} s "
           f"= {n / full:.2f} images/s")
     print(f"`evaluate.py --detections` (whole process): {n_dets} detections in {score:.2f} s")
 
@@ -106,7 +107,7 @@ def main():
         print(f"| {name} | {per_epoch:.0f} | {ips:.2f} |" if ips else f"| {name} | {per_epoch:.0f} | |")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"\npeak memory: this process (ensemble loaded, detection) {peak:.0f} MB; "
+    print(f"\npeak memory: this process ({what} loaded, detection) {peak:.0f} MB; "
           f"largest child (`detect.py` / `evaluate.py`) {child:.0f} MB")
 
 

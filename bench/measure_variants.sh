@@ -15,6 +15,7 @@ DATA=../shared/datasets/bccd
 rm -rf out/bccd_mixed out/bccd_warp400
 cp -rL models/bccd_warp out/bccd_warp400
 sed -i 's/max_side: 500/max_side: 400/' out/bccd_warp400/config.yaml
+grep -q 'max_side: 400' out/bccd_warp400/config.yaml || { echo "out/bccd_warp400/config.yaml: no max_side 500 to change" >&2; exit 1; }
 $PY -m ensemble create out/bccd_mixed models/bccd out/bccd_warp400
 $PY evaluate.py --dataset $DATA --split test --model out/bccd_mixed --metric voc --json $R/bccd_mixed_test_voc.json --quiet > $R/bccd_mixed_test_voc.txt
 $PY evaluate.py --dataset $DATA --split test --model out/bccd_mixed --metric voc --proposals multibox --quiet > $R/bccd_mixed_test_voc_fast.txt

@@ -81,6 +81,8 @@ class ModelConfig:
     max_image_side: int = 1000         # shared: cap on the longer side
     roi_size: int = 14                 # shared: roi_align output on the 4e map
     roi_sampling: int = 2              # shared: bilinear samples per bin side (1 is 4x cheaper)
+    bbox_regressor: str = "ridge"      # ridge: R-CNN's regressors fitted on frozen features after
+                                       # training; joint: Fast R-CNN's layer trained with the classifier
 
 
 @dataclass
@@ -105,9 +107,11 @@ class TrainConfig:
     seed: int = 0
     svm: bool = False                  # R-CNN stage: per-class linear SVMs
     svm_C: float = 0.001
-    bbox_regression: bool = True
-    bbox_iou: float = 0.6
-    bbox_ridge_alpha: float = 1000.0
+    bbox_regression: bool = True       # regress boxes (how: model.bbox_regressor)
+    bbox_iou: float = 0.6              # ridge: proposals this close to a gt train the regressors
+    bbox_loss_weight: float = 1.0      # joint: smooth-L1 box loss weight beside the softmax loss
+    gt_jitter: int = 0                 # jittered copies of every gt box added to an image's proposals
+    color_jitter: float = 0.0          # photometric jitter strength (brightness, contrast, saturation)
     num_threads: int = 0               # 0: torch default
 
 
@@ -117,6 +121,7 @@ class TestConfig:
     nms_iou: float = 0.3
     max_per_image: int = 100
     batch_regions: int = 256           # regions per network batch (warp mode)
+    flip_vote: bool = False            # also score the mirrored image and average (2x network time)
 
 
 @dataclass
@@ -134,12 +139,18 @@ CHOICES = {
     ("multibox", "match_on"): ("prior", "prediction"),
     ("model", "arch"): ("googlenet", "torchvision"),
     ("model", "region_mode"): ("warp", "shared"),
+    ("model", "bbox_regressor"): ("ridge", "joint"),
 }
+
+
+# Keys that older model directories carry but nothing reads any more: dropped on load.
+RETIRED_KEYS = {("train", "bbox_ridge_alpha")}   # RidgeCV picks the alpha
 
 
 def _build(cls, values: dict, where: str, source: str):
     if not isinstance(values, dict):
         raise UserError(f"{source}: '{where}' must be a mapping, got {values!r}")
+    values = {k: v for k, v in values.items() if (where, k) not in RETIRED_KEYS}
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(values) - names
@@ -195,6 +206,22 @@ def load_config(path: str, overrides: dict | None = None) -> Config:
             node = node.setdefault(p, {})
         node[last] = value
     return config_from_dict(values, path)
+
+
+def parse_overrides(items: list[str] | None) -> dict:
+    """``["train.epochs=12", "model.image_scale=600"]`` -> ``{"train.epochs": 12, ...}``.
+    Values are read as YAML, so numbers, booleans and ``[a, b]`` lists keep their types."""
+    import yaml
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=12")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise UserError(f"--set {item!r}: the value is not valid YAML ({exc})") from None
+    return out
 
 
 def config_to_dict(cfg: Config) -> dict:

@@ -71,14 +71,28 @@ class DetectorModel:
 
     @torch.no_grad()
     def score_regions(self, image: torch.Tensor, boxes: torch.Tensor) -> RegionScores:
-        """image: normalized (3, H, W) on self.device; boxes (R, 4) in its pixels."""
-        feats, logits, _ = self.net.regions(image, boxes, self.cfg.test.batch_regions)
+        """image: normalized (3, H, W) on self.device; boxes (R, 4) in its pixels.
+        With ``test.flip_vote`` the mirrored image scores the mirrored boxes too and the
+        two are averaged, like a second ensemble member that costs no training."""
+        scores = self._score_once(image, boxes)
+        if not self.cfg.test.flip_vote:
+            return scores
+        width = image.shape[-1]
+        mirrored = self._score_once(image.flip(-1), torch.stack(
+            [width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], 1))
+        mirrored.deltas[..., 0] *= -1          # a shift to the right in the mirror is one to the left
+        return RegionScores((scores.probs + mirrored.probs) / 2, (scores.deltas + mirrored.deltas) / 2)
+
+    def _score_once(self, image: torch.Tensor, boxes: torch.Tensor) -> RegionScores:
+        feats, logits, joint_deltas, _ = self.net.regions(image, boxes, self.cfg.test.batch_regions)
         probs = torch.softmax(logits, 1)
         if "svm_W" in self.heads:
             # R-CNN scores regions with the SVMs; squash to (0, 1) so members can average.
             fg = torch.sigmoid(apply_linear(feats, self.heads["svm_W"], self.heads["svm_b"])[:, :, 0])
             probs = torch.cat([1 - fg.max(1, keepdim=True).values, fg], 1)
-        if "bbox_W" in self.heads:
+        if joint_deltas is not None and self.cfg.train.bbox_regression:
+            deltas = joint_deltas
+        elif "bbox_W" in self.heads:
             deltas = apply_linear(feats, self.heads["bbox_W"], self.heads["bbox_b"])
         else:
             deltas = torch.zeros(len(boxes), len(self.classes), 4, device=image.device)

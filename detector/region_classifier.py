@@ -10,7 +10,10 @@
   read roi_align windows of the 4a and 4d maps the same way.
 
 Either way a region ends as the 1024-d (times width) average-pooled feature that the
-softmax classifier, the bounding-box regressors and the optional SVMs all read.
+softmax classifier, the bounding-box regressors and the optional SVMs all read. With
+``bbox_regressor: joint`` a linear layer on that feature predicts class-specific box
+deltas and trains with the classifier (Fast R-CNN's multi-task loss); with ``ridge``
+the regressors are fitted afterwards on the frozen features (R-CNN, ``heads.py``).
 """
 from __future__ import annotations
 
@@ -80,6 +83,18 @@ class RegionClassifier(nn.Module):
         self.num_classes = num_classes
         self.net = build_googlenet(model_cfg.arch, num_classes + 1, model_cfg.batch_norm, model_cfg.width,
                                    model_cfg.aux_classifiers, model_cfg.init)
+        self.bbox_pred = None
+        if model_cfg.bbox_regressor == "joint":
+            # Fast R-CNN: small initial weights, so early deltas are ~0 and boxes stay put
+            self.bbox_pred = nn.Linear(self.net.feature_dim, 4 * num_classes)
+            nn.init.normal_(self.bbox_pred.weight, std=0.001)
+            nn.init.zeros_(self.bbox_pred.bias)
+
+    def box_deltas(self, feats: torch.Tensor) -> torch.Tensor | None:
+        """(R, C, 4) class-specific deltas (BBOX_WEIGHTS-scaled) from the joint layer; None without it."""
+        if self.bbox_pred is None:
+            return None
+        return self.bbox_pred(feats).view(len(feats), self.num_classes, 4)
 
     @property
     def feature_dim(self) -> int:
@@ -95,8 +110,11 @@ class RegionClassifier(nn.Module):
 
     def forward_warp(self, crops: torch.Tensor):
         x, tapped = self.net.run(crops, taps=self._aux_taps())
-        feats = self.net.pool(x)
-        return feats, self.net.head(feats), [self.net.aux[k](tapped[k]) for k in tapped]
+        return self._outputs(self.net.pool(x), [self.net.aux[k](tapped[k]) for k in tapped])
+
+    def _outputs(self, feats: torch.Tensor, aux: list):
+        """(features (R, D), logits (R, C+1), deltas (R, C, 4) or None, aux logits)."""
+        return feats, self.net.head(feats), self.box_deltas(feats), aux
 
     def forward_shared(self, image: torch.Tensor, boxes: torch.Tensor):
         """image (3, H, W) already at the network scale; boxes (R, 4) in its pixels."""
@@ -107,11 +125,10 @@ class RegionClassifier(nn.Module):
             return roi_align(fmap, [boxes], output_size=size, spatial_scale=1.0 / STRIDE[stage],
                              sampling_ratio=self.cfg.roi_sampling, aligned=True)
         y, _ = self.net.run(cut(x, SHARED_STOP), start=SHARED_STOP)
-        feats = self.net.pool(y)
-        return feats, self.net.head(feats), [self.net.aux[k](cut(tapped[k], k)) for k in tapped]
+        return self._outputs(self.net.pool(y), [self.net.aux[k](cut(tapped[k], k)) for k in tapped])
 
     def regions(self, image: torch.Tensor, boxes: torch.Tensor, batch: int = 256):
-        """(features, logits, aux logits) for boxes in the *original* image's pixels.
+        """(features, logits, deltas or None, aux logits) for boxes in the *original* image's pixels.
 
         ``image``: normalized (3, H, W) at original size. Warp mode runs regions in
         chunks of ``batch``; shared mode resizes the image once and runs all regions.
@@ -122,9 +139,10 @@ class RegionClassifier(nn.Module):
                     for i in range(0, len(boxes), batch)]
             if not outs:
                 empty = torch.zeros(0, self.feature_dim, device=image.device)
-                return empty, torch.zeros(0, self.num_classes + 1, device=image.device), []
+                return self._outputs(empty, [])
             return (torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs]),
-                    [torch.cat([o[2][k] for o in outs]) for k in range(len(outs[0][2]))])
+                    None if outs[0][2] is None else torch.cat([o[2] for o in outs]),
+                    [torch.cat([o[3][k] for o in outs]) for k in range(len(outs[0][3]))])
         h, w = image.shape[-2:]
         scale = shared_scale(h, w, self.cfg.image_scale, self.cfg.max_image_side)
         return self.forward_shared(resize_tensor(image, scale), boxes * scale)

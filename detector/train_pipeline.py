@@ -19,7 +19,7 @@ import os
 import shutil
 import time
 
-from .config import load_config, save_config
+from .config import load_config, parse_overrides, save_config
 from .datasets import load_dataset
 from .errors import UserError
 
@@ -43,7 +43,7 @@ def run_training(args) -> None:
 
 def _run_training(args, device) -> None:
     from . import distributed
-    overrides = {}
+    overrides = parse_overrides(getattr(args, "overrides", None))
     if args.dataset:
         overrides["data.dataset"] = args.dataset
     cfg = load_config(args.config, overrides)

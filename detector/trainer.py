@@ -26,6 +26,7 @@ from .boxes import encode, pairwise_iou
 from .errors import UserError
 from .fileio import write_json
 from .heads import BBOX_WEIGHTS, fit_bbox_regressors, fit_svms
+from .augment import color_jitter, jitter_boxes
 from .images import read_image
 from .region_classifier import RegionClassifier, resize_tensor, shared_scale, to_tensor, warp_regions
 from .sampling import flip_boxes, label_regions, sample_regions
@@ -72,20 +73,38 @@ def _training_targets(rec, source, flip: bool):
     return image, proposals, gt_boxes, gt_labels
 
 
-def region_loss(net, image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, cfg, short_side: int | None):
-    """Softmax loss (+ weighted auxiliary losses) of one image's sampled regions.
-    ``net``: a RegionClassifier, or one wrapped in DistributedDataParallel."""
+def region_loss(net, image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, cfg, short_side: int | None,
+                box_targets: torch.Tensor | None = None):
+    """Softmax loss (+ weighted auxiliary losses, + the joint box loss) of one image's
+    sampled regions. ``net``: a RegionClassifier, or one wrapped in DistributedDataParallel.
+    ``boxes (R, 4)`` in the image's pixels, ``labels (R,)`` 0 = background,
+    ``box_targets (R, 4)``: encoded deltas to each region's gt (read for foreground only)."""
     if cfg.model.region_mode == "warp":
-        _, logits, aux = net(warp_regions(image, boxes, cfg.model.input_size, cfg.model.context_pad))
+        _, logits, deltas, aux = net(warp_regions(image, boxes, cfg.model.input_size, cfg.model.context_pad))
     else:
         h, w = image.shape[-2:]
         scale = shared_scale(h, w, short_side or cfg.model.image_scale, cfg.model.max_image_side)
-        _, logits, aux = net(resize_tensor(image, scale), boxes * scale)
+        _, logits, deltas, aux = net(resize_tensor(image, scale), boxes * scale)
     loss = nn.functional.cross_entropy(logits, labels)
     for a in aux:
         loss = loss + cfg.train.aux_weight * nn.functional.cross_entropy(a, labels)
+    if deltas is not None and box_targets is not None:
+        loss = loss + cfg.train.bbox_loss_weight * box_loss(deltas, labels, box_targets)
     accuracy = (logits.argmax(1) == labels).float().mean()
     return loss, accuracy
+
+
+def box_loss(deltas: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Fast R-CNN's localization loss: smooth L1 between the gt class's predicted deltas
+    ``deltas (R, C, 4)`` and ``targets (R, 4)`` over the foreground regions, divided by
+    all R sampled regions (so it does not outweigh the classification loss on images
+    with little foreground). beta 1/9 as torchvision's roi_heads: targets are scaled by
+    BBOX_WEIGHTS, so typical errors are ~0.1-1."""
+    fg = torch.nonzero(labels > 0).squeeze(1)
+    if len(fg) == 0:
+        return deltas.sum() * 0.0
+    picked = deltas[fg, labels[fg] - 1]
+    return nn.functional.smooth_l1_loss(picked, targets[fg], beta=1 / 9, reduction="sum") / len(labels)
 
 
 def image_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -204,14 +223,24 @@ def _image_loss(model, rec, source, cfg, rng: np.random.Generator, device):
     tc = cfg.train
     flip = tc.flip and rng.random() < 0.5
     image, proposals, gt_boxes, gt_labels = _training_targets(rec, source, flip)
+    image = color_jitter(image, tc.color_jitter, rng)
+    if tc.gt_jitter:
+        extra = jitter_boxes(gt_boxes, tc.gt_jitter, rng, rec.width, rec.height)
+        proposals = np.vstack([np.asarray(proposals, np.float64).reshape(-1, 4), extra])
     regions = label_regions(proposals, gt_boxes, gt_labels, tc.fg_iou, tc.bg_iou_low)
     pick = sample_regions(regions.labels, tc.rois_per_image, tc.fg_fraction, rng, tc.class_balanced)
     boxes, labels = regions.boxes[pick], regions.labels[pick]
+    targets = np.zeros((len(pick), 4))
+    fg = labels > 0
+    if fg.any():
+        targets[fg] = encode(boxes[fg], gt_boxes[regions.gt_index[pick][fg]].astype(np.float64), BBOX_WEIGHTS)
     if len(pick) == 0:       # no gt, no usable proposal: the whole image as background
         boxes, labels = np.array([[0, 0, rec.width, rec.height]], np.float64), np.zeros(1, np.int64)
+        targets = np.zeros((1, 4))
     short = int(rng.choice(tc.scale_jitter)) if tc.scale_jitter else None
     return region_loss(model, to_tensor(image, device), torch.as_tensor(boxes, dtype=torch.float32, device=device),
-                       torch.as_tensor(labels, device=device), cfg, short)
+                       torch.as_tensor(labels, device=device), cfg, short,
+                       torch.as_tensor(targets, dtype=torch.float32, device=device))
 
 
 @torch.no_grad()
@@ -223,7 +252,8 @@ def fit_heads(net: RegionClassifier, dataset, source, cfg, device, progress=True
     reg_feats, reg_cls, reg_targets = [], [], []
     pos = [[] for _ in range(num_classes)]
     neg = [[] for _ in range(num_classes)]
-    if not (tc.bbox_regression or tc.svm):
+    ridge = tc.bbox_regression and cfg.model.bbox_regressor == "ridge"
+    if not (ridge or tc.svm):
         return {}
     for index in tqdm(distributed.shard(range(len(dataset.images))), desc="region features",
                       disable=not progress, leave=False):
@@ -241,10 +271,11 @@ def fit_heads(net: RegionClassifier, dataset, source, cfg, device, progress=True
             far = np.flatnonzero(best_iou < 0.3)
             sel.append(proposals[rng.choice(far, min(len(far), 128), replace=False)] if len(far) else proposals[:0])
         boxes = np.vstack(sel).astype(np.float32)
-        feats, _, _ = net.regions(to_tensor(image, device), torch.from_numpy(boxes).to(device), cfg.test.batch_regions)
+        feats, _, _, _ = net.regions(to_tensor(image, device), torch.from_numpy(boxes).to(device),
+                                     cfg.test.batch_regions)
         feats = feats.cpu().numpy()
         n_gt, n_close = len(gt_boxes), len(close)
-        if tc.bbox_regression and n_close:
+        if ridge and n_close:
             reg_feats.append(feats[n_gt:n_gt + n_close])
             reg_cls.append(gt_labels[best[close]])
             reg_targets.append(encode(proposals[close].astype(np.float64), gt_boxes[best[close]], BBOX_WEIGHTS))
@@ -264,7 +295,7 @@ def fit_heads(net: RegionClassifier, dataset, source, cfg, device, progress=True
         pos = [[x for p in parts for x in p[3][c]] for c in range(num_classes)]
         neg = [[x for p in parts for x in p[4][c]] for c in range(num_classes)]
     heads = {}
-    if tc.bbox_regression and reg_feats:
+    if ridge and reg_feats:
         W, b, alphas = fit_bbox_regressors(np.vstack(reg_feats), np.concatenate(reg_cls),
                                            np.vstack(reg_targets), num_classes)
         heads.update(bbox_W=W, bbox_b=b)

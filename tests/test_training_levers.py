@@ -1,0 +1,89 @@
+"""The accuracy levers a recipe can switch on: joint box regression, jittered gt
+regions, photometric jitter, flip voting at test time, and --set overrides."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT
+from detector.augment import color_jitter, jitter_boxes
+from detector.boxes import pairwise_iou
+
+
+def test_jittered_gt_boxes_stay_close_to_their_object_and_inside_the_image():
+    gt = np.array([[10, 10, 50, 40], [60, 5, 90, 35]], float)
+    boxes = jitter_boxes(gt, 50, np.random.default_rng(0), width=100, height=60)
+    assert boxes.shape == (100, 4)
+    assert (boxes[:, [0, 1]] >= 0).all() and (boxes[:, 2] <= 100).all() and (boxes[:, 3] <= 60).all()
+    iou = pairwise_iou(boxes, gt).max(1)
+    # shift <= 15% and scale within +-20%: the copies stay foreground (IoU >= 0.5), none is exact
+    assert (iou >= 0.5).mean() > 0.95 and iou.max() < 0.99 and iou.std() > 0.03
+    assert jitter_boxes(gt, 0, np.random.default_rng(0), 100, 60).shape == (0, 4)
+
+
+def test_color_jitter_is_seeded_and_zero_strength_is_identity():
+    image = np.random.default_rng(1).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    a = color_jitter(image, 0.4, np.random.default_rng(5))
+    b = color_jitter(image, 0.4, np.random.default_rng(5))
+    assert a.dtype == np.uint8 and a.shape == image.shape and np.array_equal(a, b)
+    assert np.abs(a.astype(int) - image).mean() > 1.0
+    assert color_jitter(image, 0.0, np.random.default_rng(5)) is image
+
+
+def test_box_loss_reads_the_gt_class_of_foreground_regions_only():
+    from detector.trainer import box_loss
+    targets = torch.tensor([[0.5, 0.0, 0.0, 0.0], [9.0, 9.0, 9.0, 9.0]])
+    labels = torch.tensor([2, 0])                     # region 0 is class 1 (label 2), region 1 background
+    deltas = torch.zeros(2, 2, 4)
+    deltas[0, 1] = targets[0]                         # the class-1 deltas are exact
+    assert box_loss(deltas, labels, targets).item() == 0.0
+    deltas[0, 0] = 5.0                                # another class's deltas do not count
+    assert box_loss(deltas, labels, targets).item() == 0.0
+    deltas[0, 1, 0] = 1.5                             # off by 1.0: smooth L1 = 1 - beta/2, over 2 regions
+    assert box_loss(deltas, labels, targets).item() == pytest.approx((1 - 1 / 18) / 2)
+
+
+def _train(cfg, out, cache, *extra):
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", str(cfg), "--out", str(out),
+                           "--cache-dir", str(cache), "--no-progress", "--workers", "1", *map(str, extra)],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_joint_regressor_with_jitter_trains_and_flip_vote_is_mirror_symmetric(tmp_path, shapes_data):
+    from synthetic import tiny_config
+
+    from detector.model import DetectorModel
+    from detector.region_classifier import to_tensor
+    from detector.images import read_image
+    cfg = tiny_config(tmp_path / "c.yaml", shapes_data, method="ss", epochs=1)
+    r = _train(cfg, tmp_path / "m", tmp_path / "cache", "--max-steps", "3", "--set", "model.bbox_regressor=joint",
+               "train.gt_jitter=2", "train.color_jitter=0.3", "test.flip_vote=true")
+    assert r.returncode == 0, r.stderr[-2000:]
+    saved = (tmp_path / "m" / "config.yaml").read_text()
+    assert "bbox_regressor: joint" in saved and "gt_jitter: 2" in saved and "flip_vote: true" in saved
+    with np.load(tmp_path / "m" / "heads.npz") as heads:
+        assert "bbox_W" not in heads.files                 # no ridge regressors beside the joint layer
+    model = DetectorModel.load(str(tmp_path / "m"))
+    assert model.net.bbox_pred is not None
+    image = to_tensor(read_image(str(shapes_data / "JPEGImages" / "shape_000.jpg")))
+    width = image.shape[-1]
+    boxes = torch.tensor([[5.0, 6.0, 40.0, 30.0], [50.0, 20.0, 90.0, 70.0]])
+    mirrored = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], 1)
+    a, b = model.score_regions(image, boxes), model.score_regions(image.flip(-1), mirrored)
+    assert torch.allclose(a.probs, b.probs, atol=1e-5)
+    assert torch.allclose(a.deltas[..., 0], -b.deltas[..., 0], atol=1e-5)
+    assert torch.allclose(a.deltas[..., 1:], b.deltas[..., 1:], atol=1e-5)
+    assert a.deltas.abs().sum() > 0                    # the joint layer's deltas, not zeros
+
+
+def test_set_rejects_an_unknown_key_and_a_malformed_item(tmp_path, shapes_data):
+    from synthetic import tiny_config
+    cfg = tiny_config(tmp_path / "c.yaml", shapes_data, method="ss", epochs=1)
+    r = _train(cfg, tmp_path / "m", tmp_path / "cache", "--set", "train.epoch=3")
+    assert r.returncode == 2 and "unknown key(s) ['epoch'] in 'train'" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = _train(cfg, tmp_path / "m", tmp_path / "cache", "--set", "train.epochs")
+    assert r.returncode == 2 and "expected KEY=VALUE" in r.stderr
