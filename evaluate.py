@@ -51,6 +51,8 @@ def parse_args(argv=None):
                        help="where the detections go (default: beside --json, else out/<model>-<split>-detections.json)")
     model.add_argument("--proposals", choices=("ss", "multibox", "combined"), help="override the model's method")
     model.add_argument("--vote", choices=("soft", "hard"), help="ensemble vote (default: the ensemble's)")
+    model.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
+                       help="test settings for this run, e.g. --set test.flip_vote=true test.nms_iou=0.4")
     model.add_argument("--device", default="cpu", help="cpu or cuda")
     model.add_argument("--cache-dir", help="proposal cache (default: ~/.cache/googlenet-detector)")
     model.add_argument("--workers", type=int, default=2, help="selective-search processes")
@@ -75,10 +77,12 @@ def main(argv=None) -> int:
         classes = model_classes(args.model)     # the model's class list and order
     dataset = load_dataset(args.dataset, args.split, classes=classes, fmt=args.format, synsets=args.synsets,
                            blacklist=args.blacklist, image_root=args.image_root)
+    timing = None
     if args.model:
-        results, t1 = run_model(args, dataset), time.perf_counter()
-        if results is None:            # a torchrun rank other than 0: its share is done
+        ran, t1 = run_model(args, dataset), time.perf_counter()
+        if ran is None:                # a torchrun rank other than 0: its share is done
             return 0
+        results, timing = ran
     else:
         dets = read_detections(args.detections)
         t1 = time.perf_counter()
@@ -93,6 +97,8 @@ def main(argv=None) -> int:
         out = result.to_json()
         if len(results) > 1:
             out["members"] = {n: r.to_json() for n, r in results.items() if n != "ensemble"}
+        if timing:
+            out["seconds_per_image"] = timing
         write_json(args.json, out)
         print(f"wrote {args.json}")
     if args.plots:
@@ -101,12 +107,13 @@ def main(argv=None) -> int:
     return 0
 
 
-def run_model(args, dataset) -> dict | None:
+def run_model(args, dataset) -> tuple[dict, dict] | None:
     """Detect over the split with a model or ensemble (members reported too), save the
-    detections, and score each result. Under torchrun the ranks share the images and
+    detections, and score each result: ({name: result}, seconds per image per stage). Under torchrun the ranks share the images and
     rank 0 scores them (the others return None)."""
     import os
 
+    from detector.config import override_test_settings, parse_overrides
     from detector.inference import DetectionRunner
     from detector.structures import write_detections
     from detector.training import resolve_device
@@ -116,6 +123,9 @@ def run_model(args, dataset) -> dict | None:
     from detector import distributed
     device = distributed.init(resolve_device(args.device))
     predictor = load_predictor(args.model, device, args.vote)
+    overrides = parse_overrides(args.overrides)
+    for member in predictor.members:
+        override_test_settings(member.cfg, overrides)
     runner = DetectionRunner(predictor, args.cache_dir, device, args.workers, args.proposals, progress=not args.quiet)
     try:
         detections = runner.detect_dataset(dataset, members=len(predictor) > 1)
@@ -132,7 +142,7 @@ def run_model(args, dataset) -> dict | None:
     print(f"detections saved to {path}; seconds per image: "
           + ", ".join(f"{k} {v:.3f}" for k, v in timing.items()))
     order = [main_name] + [n for n in detections if n != main_name]
-    return {n: evaluate(dataset, detections[n], args.metric) for n in order}
+    return {n: evaluate(dataset, detections[n], args.metric) for n in order}, timing
 
 
 if __name__ == "__main__":

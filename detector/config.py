@@ -224,6 +224,17 @@ def parse_overrides(items: list[str] | None) -> dict:
     return out
 
 
+def override_test_settings(cfg: Config, overrides: dict) -> None:
+    """Apply ``{"test.key": value}`` (from ``--set``) to a trained model's config: only
+    the test section can change once the network is trained."""
+    other = sorted(k for k in overrides if not k.startswith("test."))
+    if other:
+        raise UserError(f"--set {other[0]}: only test.* keys can change at test time")
+    merged = dataclasses.asdict(cfg.test)
+    merged.update({k[len("test."):]: v for k, v in overrides.items()})
+    cfg.test = _build(TestConfig, merged, "test", "--set")
+
+
 def config_to_dict(cfg: Config) -> dict:
     return dataclasses.asdict(cfg)
 
