@@ -99,7 +99,9 @@ def training_minutes(model: str) -> float | None:
         if not os.path.exists(path):
             return None
         with open(path) as f:
-            total += json.load(f).get("training_seconds", 0.0)
+            seconds = json.load(f).get("training_seconds", 0.0)
+        # a bundled model's manifest splits it: {"multibox": s, "classifier": s}
+        total += seconds.get("classifier", 0.0) if isinstance(seconds, dict) else seconds
     return total / 60
 
 
