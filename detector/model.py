@@ -15,12 +15,15 @@ import numpy as np
 import torch
 from torchvision.ops import batched_nms
 
-from .boxes import clip_boxes, decode
-from .config import load_config
-from .errors import UserError
+from core.boxes import clip_boxes, decode
+from core.config import load_config
+from core.errors import UserError
+from core.modeldir import check_fingerprint
+from detector.region_classifier import RegionClassifier
+from networks.engine import load_checkpoint
+from networks.transforms import for_inference
+
 from .heads import BBOX_WEIGHTS, apply_linear
-from .region_classifier import RegionClassifier, for_inference
-from .training import load_checkpoint
 
 MODEL_FILES = ("config.yaml", "model.pt", "heads.npz")
 
@@ -43,6 +46,7 @@ class DetectorModel:
         if missing:
             raise UserError(f"{model_dir}: not a model directory (missing {', '.join(missing)})")
         cfg = load_config(os.path.join(model_dir, "config.yaml"))
+        check_fingerprint(model_dir, cfg)
         test_model_cfg = dataclasses.replace(cfg.model, init="random", aux_classifiers=False)
         net = RegionClassifier(test_model_cfg, len(cfg.data.classes))
         state = load_checkpoint(os.path.join(model_dir, "model.pt"))

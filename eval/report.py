@@ -64,7 +64,7 @@ def save_pr_plots(result, dataset, out_dir: str) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from detector.fileio import atomic_write
+    from core.fileio import atomic_write
 
     os.makedirs(out_dir, exist_ok=True)
     written = []

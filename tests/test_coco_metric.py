@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import make_voc, write_image
-from detector.datasets import load_dataset
-from detector.structures import Detections
+from core.datasets import load_dataset
+from core.structures import Detections
 from eval import evaluate
 
 

@@ -2,7 +2,7 @@
 import pytest
 
 from conftest import ROOT
-from detector.config import Config, config_from_dict, load_config
+from core.config import Config, config_from_dict, load_config
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
@@ -19,7 +19,7 @@ def test_paper_recipe_is_the_paper_setting():
 
 
 def test_types_are_checked():
-    from detector.errors import UserError
+    from core.errors import UserError
     with pytest.raises(UserError, match="train.epochs must be int"):
         config_from_dict({"train": {"epochs": "ten"}})
     assert config_from_dict({"train": {"lr": 1}}).train.lr == 1.0

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import BCCD, ROOT, make_voc, needs_bccd, write_image
-from detector.datasets import load_dataset
-from detector.errors import DatasetError
+from core.datasets import load_dataset
+from core.errors import DatasetError
 
 
 def test_voc_basic_classes_sorted_and_flags(tmp_path):
@@ -124,7 +124,7 @@ def test_bccd_reports_its_two_degenerate_boxes():
 
 
 def test_dataset_layer_imports_without_torch():
-    code = ("import sys; import detector.datasets, detector.boxes, detector.structures, eval, eval.matching; "
+    code = ("import sys; import core.datasets, core.boxes, core.structures, core.config, eval, eval.matching; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "False", out.stderr

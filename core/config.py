@@ -18,8 +18,8 @@ class DataConfig:
     dataset: str = ""                  # dataset root (VOC / ILSVRC DET / COCO layout)
     format: str = "auto"
     train_split: str = "train"
-    val_split: str = "val"
-    test_split: str = "test"
+    val_split: str = "val"             # model selection (train.eval_every); never the test split
+    test_split: str = "test"           # what the bundled figures are measured on
     classes: list[str] | None = None   # None: from the data (sorted)
     synsets: str | None = None         # ILSVRC synset map
 
@@ -53,6 +53,8 @@ class MultiBoxConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     lr_steps: list[int] = field(default_factory=lambda: [40, 52])
+    lr_gamma: float = 0.1
+    warmup_iters: int = 0
     seed: int = 0
 
 
@@ -113,6 +115,8 @@ class TrainConfig:
     gt_jitter: int = 0                 # jittered copies of every gt box added to an image's proposals
     color_jitter: float = 0.0          # photometric jitter strength (brightness, contrast, saturation)
     num_threads: int = 0               # 0: torch default
+    eval_every: int = 0                # validation mAP every N epochs, best epoch kept (0: off)
+    early_stop: int = 0                # stop after N validations without improvement (0: never)
 
 
 @dataclass

@@ -45,6 +45,42 @@ class Detections:
                 for i, c, s, b in zip(self.image_ids, self.labels, self.scores, self.boxes)]
 
 
+@dataclass
+class ImageDetections:
+    """One image's detections, best first: what ``Detector.predict`` returns.
+
+    ``boxes (N, 4)`` float32 x1 y1 x2 y2 in the image's pixels, ``scores (N,)`` float32,
+    ``labels (N,)`` int64 indices into ``class_names``."""
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
+    image_id: str = ""
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @property
+    def label_names(self) -> list[str]:
+        return [self.class_names[k] for k in self.labels]
+
+    def above(self, threshold: float) -> "ImageDetections":
+        """The detections scoring at least ``threshold``."""
+        keep = self.scores >= threshold
+        return ImageDetections(self.boxes[keep], self.scores[keep], self.labels[keep], self.class_names,
+                               self.image_id)
+
+    def to_detections(self) -> Detections:
+        """As the evaluator's flat table (image id repeated per row)."""
+        return Detections(np.full(len(self), self.image_id), np.array(self.class_names)[self.labels]
+                          if len(self) else np.zeros(0, str), self.scores.astype(np.float64),
+                          self.boxes.astype(np.float64))
+
+    def to_json_rows(self) -> list[dict]:
+        """Rows of the detections JSON (``evaluate.py --detections`` reads a list of them)."""
+        return self.to_detections().to_json_list()
+
+
 def _bad_entry(path: str, entries: list) -> UserError:
     """Find and describe the first malformed entry (the slow path, only on error)."""
     for k, e in enumerate(entries):
