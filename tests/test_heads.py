@@ -65,5 +65,5 @@ def test_svms_separate_each_class_from_its_negatives():
     W, b = fit_svms(pos, neg, C=1.0, seed=0)
     assert W.shape == (2, 2, 1) and b.shape == (2, 1)
     for c in range(2):
-        score = lambda x: (x @ W[c] + b[c])[:, 0]              # noqa: E731
-        assert (score(pos[c]) > 0).mean() > 0.95 and (score(neg[c]) < 0).mean() > 0.95
+        pos_score, neg_score = (pos[c] @ W[c] + b[c])[:, 0], (neg[c] @ W[c] + b[c])[:, 0]
+        assert (pos_score > 0).mean() > 0.95 and (neg_score < 0).mean() > 0.95
