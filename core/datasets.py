@@ -128,14 +128,67 @@ def load_dataset(root: str, split: str, classes: list[str] | None = None, fmt: s
     raise DatasetError(f"unknown dataset format {fmt!r} (choose from {', '.join(FORMATS)})")
 
 
+def split_exists(root: str, split: str, fmt: str = "auto") -> bool:
+    """Whether ``split`` can be read at ``root`` (VOC/ILSVRC split file, COCO json)."""
+    fmt = detect_format(root) if fmt == "auto" else fmt
+    if fmt == "voc":
+        return os.path.isfile(os.path.join(root, "ImageSets", "Main", f"{split}.txt"))
+    if fmt == "ilsvrc":
+        return os.path.isfile(os.path.join(root, "ImageSets", "DET", f"{split}.txt"))
+    return os.path.isfile(os.path.join(root, "annotations", f"instances_{split}.json"))
+
+
+def _subset(dataset: Dataset, keep: list[int], split: str) -> Dataset:
+    import dataclasses
+    return dataclasses.replace(dataset, split=split, images=[dataset.images[i] for i in keep],
+                               blacklist=np.zeros((0, 2), np.int64), warnings=list(dataset.warnings))
+
+
+def split_dataset(dataset: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """(the rest, a seeded ``fraction`` of the images), both in the original order."""
+    rng = np.random.default_rng(seed)
+    n = len(dataset.images)
+    held = set(rng.choice(n, max(1, int(round(n * fraction))), replace=False).tolist())
+    rest = [i for i in range(n) if i not in held]
+    return (_subset(dataset, rest, dataset.split),
+            _subset(dataset, sorted(held), f"{dataset.split}-held-out"))
+
+
+def subsample(dataset: Dataset, limit: int, seed: int = 0) -> Dataset:
+    """At most ``limit`` images, a seeded choice in the original order."""
+    if len(dataset.images) <= limit:
+        return dataset
+    keep = sorted(np.random.default_rng(seed).choice(len(dataset.images), limit, replace=False).tolist())
+    return _subset(dataset, keep, dataset.split)
+
+
 # ------------------------------------------------------------------ shared helpers
-def read_split(path: str) -> list[list[str]]:
-    """Lines of an ImageSets file, split on white space (blank lines dropped)."""
+def read_split(path: str, is_split: bool = True) -> list[list[str]]:
+    """Lines of an ImageSets file, split on white space (blank lines dropped). For a
+    split (``is_split``) a missing file names the splits that exist, and an empty one or
+    an id listed twice (its objects would count twice) is an error."""
     try:
         with open(path) as f:
-            return [line.split() for line in f if line.strip()]
+            lines = [line.split() for line in f if line.strip()]
+    except FileNotFoundError:
+        if not is_split:
+            raise DatasetError(f"{path}: no such file") from None
+        folder = os.path.dirname(path)
+        have = sorted(os.path.splitext(n)[0] for n in os.listdir(folder) if n.endswith(".txt")) \
+            if os.path.isdir(folder) else []
+        raise DatasetError(f"{path}: no such split (splits here: {', '.join(have) or 'none'})") from None
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read split file ({exc.strerror})") from None
+    if not is_split:
+        return lines
+    if not lines:
+        raise DatasetError(f"{path}: the split lists no images")
+    seen = set()
+    for line in lines:
+        if line[0] in seen:
+            raise DatasetError(f"{path}: image id {line[0]!r} is listed twice")
+        seen.add(line[0])
+    return lines
 
 
 @dataclass
@@ -190,9 +243,16 @@ def _image_size(path: str) -> tuple[int, int]:
 
 def _make_record(image_id, path, width, height, objects, class_index, source, warnings,
                  allow_new_classes):
-    """Validate raw objects into an ImageRecord (the degenerate/clip/unknown rules)."""
-    if width <= 0 or height <= 0:
-        width, height = _image_size(path)
+    """Validate raw objects into an ImageRecord (the degenerate/clip/unknown rules). The
+    image's own header gives its size: an annotation whose <size> disagrees is warned
+    about (boxes are then clipped to the real image, and flips use the real width)."""
+    real_w, real_h = _image_size(path)
+    if width > 0 and height > 0 and (width, height) != (real_w, real_h):
+        msg = (f"{source}: <size> says {int(width)}x{int(height)} but {os.path.basename(path)} is "
+               f"{real_w}x{real_h}; using the image's size")
+        warnings.append(msg)
+        log.warning(msg)
+    width, height = real_w, real_h
     keep, labels = [], []
     for k, obj in enumerate(objects):
         if obj.name not in class_index:
@@ -284,7 +344,7 @@ def _devkit_file(root: str, pattern: str) -> str | None:
 def read_synset_map(path: str) -> tuple[list[str], dict[str, str]]:
     """``map_det.txt``-style file: lines ``<wnid> [<index>] <readable name ...>``."""
     wnids, names = [], {}
-    for k, parts in enumerate(read_split(path)):
+    for k, parts in enumerate(read_split(path, is_split=False)):
         if len(parts) < 2:
             raise DatasetError(f"{path}: line {k + 1}: expected '<wnid> [index] <name>'")
         wnid = parts[0]
@@ -334,7 +394,7 @@ def load_ilsvrc(root: str, split: str, classes: list[str] | None = None,
     if blacklist:
         cidx = {c: i for i, c in enumerate(class_list)}
         rows = []
-        for n, parts in enumerate(read_split(blacklist)):
+        for n, parts in enumerate(read_split(blacklist, is_split=False)):
             if len(parts) != 2 or not parts[0].isdigit():
                 raise DatasetError(f"{blacklist}: line {n + 1}: expected '<image index> <wnid>'")
             if int(parts[0]) in index_of and parts[1] in cidx:

@@ -6,6 +6,7 @@ x2, y2]}`` in the annotation's pixel coordinates; in memory, parallel numpy arra
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 
@@ -13,6 +14,8 @@ import numpy as np
 
 from .errors import UserError
 from .fileio import atomic_write
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -89,7 +92,7 @@ def _bad_entry(path: str, entries: list) -> UserError:
             problem = "is not an object"
         elif not {"image", "label", "score", "box"} <= e.keys():
             problem = f"lacks {sorted({'image', 'label', 'score', 'box'} - e.keys())}"
-        elif not isinstance(e["score"], (int, float)) or not math.isfinite(e["score"]):
+        elif type(e["score"]) not in (int, float) or not math.isfinite(e["score"]):
             problem = f"has a non-numeric or non-finite score {e['score']!r}"
         elif (not isinstance(e["box"], list) or len(e["box"]) != 4
               or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in e["box"])):
@@ -99,7 +102,10 @@ def _bad_entry(path: str, entries: list) -> UserError:
     return UserError(f"{path}: malformed detections")
 
 
-def read_detections(path: str) -> Detections:
+def read_detections(path: str, ignore_invalid: bool = False) -> Detections:
+    """A detections JSON file, checked: every score a real number (not a string or a
+    boolean), every box 4 finite numbers with x2 >= x1 and y2 >= y1. An inverted box is
+    an error naming how many there are; ``ignore_invalid`` drops them with a warning."""
     try:
         with open(path) as f:
             entries = json.load(f)
@@ -112,6 +118,8 @@ def read_detections(path: str) -> Detections:
     if not entries:
         return Detections.empty()
     try:
+        if not all(type(e["score"]) in (int, float) for e in entries):
+            raise _bad_entry(path, entries)
         dets = Detections(
             image_ids=np.array([str(e["image"]) for e in entries]),
             labels=np.array([str(e["label"]) for e in entries]),
@@ -122,6 +130,15 @@ def read_detections(path: str) -> Detections:
     if dets.boxes.shape != (len(entries), 4) or not (
             np.isfinite(dets.scores).all() and np.isfinite(dets.boxes).all()):
         raise _bad_entry(path, entries)
+    inverted = (dets.boxes[:, 2] < dets.boxes[:, 0]) | (dets.boxes[:, 3] < dets.boxes[:, 1])
+    if inverted.any():
+        first = int(np.flatnonzero(inverted)[0])
+        if not ignore_invalid:
+            raise UserError(f"{path}: {int(inverted.sum())} detection(s) have x2 < x1 or y2 < y1 (the first: "
+                            f"detection {first}, box {entries[first]['box']}); fix them or pass --ignore-invalid")
+        log.warning("%s: dropped %d detection(s) with x2 < x1 or y2 < y1", path, int(inverted.sum()))
+        keep = ~inverted
+        dets = Detections(dets.image_ids[keep], dets.labels[keep], dets.scores[keep], dets.boxes[keep])
     return dets
 
 

@@ -158,7 +158,7 @@ def train_classifier(dataset, cfg, source, out_dir: str, device="cpu", resume: b
     test_net = trainer.averaged.eval()
     for hook in hooks:                  # e.g. validation puts in the best epoch's weights
         if hasattr(hook, "finish"):
-            hook.finish(test_net)
+            hook.finish(test_net, trainer.history)
     t = time.time()
     heads = fit_heads(test_net, dataset, source, cfg, device, progress)
     seconds = trainer.seconds + time.time() - t
@@ -286,7 +286,7 @@ def training_recipe(cfg) -> dict:
 def check_same_recipe(saved: dict, current: dict, checkpoint: str) -> None:
     """``--resume`` continues the run it finds, not another one."""
     differ = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k)
-                    and k not in ("train.epochs", "train.eval_every", "train.early_stop"))
+                    and k not in ("train.epochs", "train.lr_steps", "train.eval_every", "train.early_stop"))
     if differ:
         shown = ", ".join(f"{k} ({saved.get(k)!r} -> {current.get(k)!r})" for k in differ[:5])
         raise UserError(f"{checkpoint}: --resume with another recipe than the checkpoint's: {shown}"

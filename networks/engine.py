@@ -36,9 +36,14 @@ def save_checkpoint(path: str, state: dict) -> None:
 
 def load_checkpoint(path: str, map_location="cpu") -> dict:
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError) as exc:
-        raise UserError(f"{path}: cannot load checkpoint ({exc})") from None
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except Exception as exc:            # truncated, not a torch file, pickle garbage: all one message
+        raise UserError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {str(exc)[:200]})") from None
+    if not isinstance(state, dict):
+        raise UserError(f"{path}: not a checkpoint of this project (a {type(state).__name__}, not a dict)")
+    return state
 
 
 def rng_state() -> dict:

@@ -31,8 +31,10 @@ def default_model_dir() -> str:
     set, else ``models/bccd`` of a source checkout, else the copy a wheel installs under
     ``<prefix>/share/googlenet-detector/models``."""
     import sys
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    candidates = [os.path.join(here, "models"), os.path.join(sys.prefix, "share", "googlenet-detector", "models")]
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))      # a checkout, or site-packages
+    installed_prefix = os.path.normpath(os.path.join(here, "..", "..", ".."))  # <prefix>/lib/pythonX.Y/site-packages
+    candidates = [os.path.join(here, "models")] + [
+        os.path.join(prefix, "share", "googlenet-detector", "models") for prefix in (sys.prefix, installed_prefix)]
     if os.environ.get("GOOGLENET_DETECTOR_MODELS"):
         candidates.insert(0, os.environ["GOOGLENET_DETECTOR_MODELS"])
     for root in candidates:

@@ -20,6 +20,7 @@ import time
 from core.fileio import atomic_write
 
 log = logging.getLogger(__name__)
+RISING = 0.02          # validation mAP gained over the last two evaluations that means "not converged"
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "loc", "conf", "lr", "seconds", "images_per_s", "val_mAP",
                    "val_seconds")
 
@@ -122,8 +123,16 @@ class Validation:
             log.info("stopping early: %d evaluations without improvement", self.bad)
             trainer.stop = True
 
-    def finish(self, net) -> None:
-        """When training ends: put the best epoch's weights into ``net`` (the test-time network)."""
+    def finish(self, net, history: list[dict] | None = None) -> None:
+        """When training ends: put the best epoch's weights into ``net`` (the test-time
+        network), say what validation reached, and warn when it was still rising."""
+        maps = [r["val_mAP"] for r in history or [] if r.get("val_mAP") is not None]
+        if len(maps) >= 3 and maps[-1] - maps[-3] > RISING:
+            log.warning("validation mAP was still rising at the end (%.3f -> %.3f over the last two evaluations): "
+                        "the model has not converged; more --minutes (or train.epochs) would likely help",
+                        maps[-3], maps[-1])
+        if maps:
+            log.info("validation mAP reached %.4f (epoch %d)", self.best_map, self.best_epoch)
         if os.path.exists(self.best_path):
             from networks.engine import load_checkpoint
             net.load_state_dict(load_checkpoint(self.best_path)["model"])

@@ -72,3 +72,107 @@ def test_a_retrained_model_gets_a_fresh_manifest(two_runs, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     fresh = json.loads((run / "manifest.json").read_text())
     assert "test" not in fresh and fresh["seed"] == 3 and "fingerprint" in fresh
+
+
+@pytest.mark.parametrize("name,damage", [
+    ("model.pt", b"garbage, not a torch file"), ("model.pt", None), ("heads.npz", None),
+    ("heads.npz", "wrong_shape"), ("manifest.json", b"{not json"), ("checkpoint.pt", b"\x80\x04garbage")])
+def test_every_model_file_damaged_is_one_line_naming_it(two_runs, tmp_path, run_script, name, damage):
+    import numpy as np
+    work, cfg = two_runs
+    run = tmp_path / "m"
+    shutil.copytree(work / "a", run)
+    target = run / name
+    if damage is None:
+        data = target.read_bytes()
+        target.write_bytes(data[: len(data) // 2])               # truncated
+    elif damage == "wrong_shape":
+        np.savez(target, bbox_W=np.zeros((2, 3, 4), np.float32), bbox_b=np.zeros((2, 4), np.float32))
+    else:
+        target.write_bytes(damage)
+    if name == "checkpoint.pt":
+        r = _train(cfg, run, work / "cache", "--resume")
+    else:
+        r = run_script("detect.py", ROOT / "examples" / "bccd_mini" / "JPEGImages" / "BloodImage_00007.jpg",
+                       "--model", run, "--no-images")
+    assert r.returncode == 2, (r.returncode, r.stderr[-1500:])
+    assert "Traceback" not in r.stderr and f"{name}" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_split_files_are_checked(tmp_path):
+    from conftest import make_voc
+    from core.datasets import load_dataset
+    from core.errors import DatasetError
+    root = make_voc(tmp_path / "d", {"a": [("cat", [1, 1, 20, 20])], "b": [("cat", [2, 2, 30, 30])]})
+    (root / "ImageSets" / "Main" / "test.txt").write_text("a\nb\na\n")
+    with pytest.raises(DatasetError, match=r"test.txt: image id 'a' is listed twice"):
+        load_dataset(str(root), "test")
+    (root / "ImageSets" / "Main" / "test.txt").write_text("\n")
+    with pytest.raises(DatasetError, match=r"test.txt: the split lists no images"):
+        load_dataset(str(root), "test")
+    with pytest.raises(DatasetError, match=r"vall.txt: no such split \(splits here: test\)"):
+        load_dataset(str(root), "vall")
+
+
+def test_an_annotation_size_that_disagrees_with_the_image_is_warned_and_the_image_wins(tmp_path):
+    from conftest import make_voc
+    from core.datasets import load_dataset
+    root = make_voc(tmp_path / "d", {"a": [("cat", [10, 10, 90, 40])]}, size=(64, 48))
+    xml = root / "Annotations" / "a.xml"
+    xml.write_text(xml.read_text().replace("<width>64</width>", "<width>100</width>"))
+    ds = load_dataset(str(root), "test")
+    rec = ds.images[0]
+    assert (rec.width, rec.height) == (64, 48)
+    assert rec.boxes.tolist() == [[10, 10, 64, 40]]                 # clipped to the real image
+    assert any("<size> says 100x48 but a.jpg is 64x48" in w for w in ds.warnings)
+
+
+def test_detections_with_inverted_boxes_or_odd_scores(tmp_path, run_script):
+    from conftest import make_voc, write_dets
+    root = make_voc(tmp_path / "d", {"a": [("cat", [1, 1, 20, 20])]})
+    good = ("a", "cat", 0.9, [1, 1, 20, 20])
+    inverted = ("a", "cat", 0.8, [20, 1, 1, 20])
+
+    def score(dets, *extra):
+        return run_script("evaluate.py", "--dataset", root, "--split", "test", "--detections",
+                          write_dets(tmp_path / "d.json", dets), *extra)
+    r = score([good, inverted, inverted])
+    assert r.returncode == 2 and "2 detection(s) have x2 < x1 or y2 < y1" in r.stderr
+    r = score([good, inverted], "--ignore-invalid")
+    assert r.returncode == 0 and "dropped 1 detection(s)" in r.stderr
+    for bad_score in ("0.9", True, [0.9]):
+        r = score([("a", "cat", bad_score, [1, 1, 20, 20])])
+        assert r.returncode == 2 and "non-numeric" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_jpeg_cut_short_is_decoded_with_a_warning(tmp_path, caplog):
+    import numpy as np
+    from PIL import Image
+
+    from core.images import ImageReadError, read_image
+    rgb = np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "ok.jpg")
+    data = (tmp_path / "ok.jpg").read_bytes()
+    (tmp_path / "short.jpg").write_bytes(data[:-20])
+    with caplog.at_level("WARNING"):
+        image = read_image(str(tmp_path / "short.jpg"))
+    assert image.shape == (60, 80, 3) and "short.jpg: image file is truncated" in caplog.text
+    (tmp_path / "stub.jpg").write_bytes(data[:200])               # nothing to decode: still an error
+    with pytest.raises(ImageReadError, match="stub.jpg"):
+        read_image(str(tmp_path / "stub.jpg"))
+
+
+@pytest.mark.parametrize("setting,message", [
+    ("train.lr=-0.1", "train.lr = -0.1; it must be > 0"),
+    ("train.images_per_batch=0", "train.images_per_batch = 0; it must be >= 1"),
+    ("train.epochs=0", "train.epochs = 0; it must be >= 1"),
+    ("train.lr_steps=[2, x]", "train.lr_steps[1] must be int"),
+    ("data.classes=[box, box]", "data.classes names 'box' more than once"),
+])
+def test_recipe_values_are_validated(tmp_path, shapes_data, setting, message):
+    from synthetic import tiny_config
+    cfg = tiny_config(tmp_path / "c.yaml", shapes_data, method="ss", epochs=1)
+    r = _train(cfg, tmp_path / "o", tmp_path / "cache", "--set", setting)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o" / "model.pt").exists()

@@ -36,6 +36,8 @@ def parse_args(argv=None):
     p.add_argument("--metric", choices=("ilsvrc", "voc07", "voc", "coco"), default="voc")
     p.add_argument("--json", metavar="OUT", help="write the result as JSON")
     p.add_argument("--plots", metavar="DIR", help="write precision-recall curves (PNG) here")
+    p.add_argument("--ignore-invalid", action="store_true",
+                   help="drop detections whose box has x2 < x1 or y2 < y1 (with a warning) instead of failing")
     p.add_argument("--ignore-unknown", action="store_true",
                    help="drop detections of unknown images/classes instead of failing")
     p.add_argument("--format", default="auto", choices=("auto", "voc", "ilsvrc", "coco"),
@@ -83,7 +85,7 @@ def main(argv=None) -> int:
             return 0
         results, timing = ran
     else:
-        dets = read_detections(args.detections)
+        dets = read_detections(args.detections, args.ignore_invalid)
         t1 = time.perf_counter()
         results = {"AP": evaluate(dataset, dets, args.metric, ignore_unknown=args.ignore_unknown)}
     t2 = time.perf_counter()
