@@ -189,6 +189,11 @@ def _check(hint, value, key, source):
         return list(value)
     if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if base is float and isinstance(value, str):    # YAML 1.1 reads 1e-3 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if base in (int, str, bool) and type(value) is base:
         return value
     raise UserError(f"{source}: {key} must be {getattr(base, '__name__', base)}, got {value!r}")

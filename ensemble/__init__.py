@@ -115,8 +115,13 @@ def check_compatible(members, names) -> None:
         sig = _proposal_signature(model)
         if sig != first_sig:
             diff = sorted(k for k in sig if sig[k] != first_sig.get(k))
-            raise UserError(f"ensemble member {name} has other proposal settings than {names[0]} "
-                            f"(differ: {', '.join(diff)}): members must score the same proposals")
+            values = "; ".join(f"{k}: {first_sig.get(k)!r} in {names[0]}, {sig[k]!r} in {name}" for k in diff)
+            fix = ("train the members on one MultiBox (train.py --ensemble N, or copy one multibox/ into each)"
+                   if diff == ["multibox_model"] else
+                   f"set proposals.{diff[0]} alike in the members' config.yaml (a test-time setting: "
+                   f"no retraining needed)")
+            raise UserError(f"ensemble member {name} has other proposal settings than {names[0]} ({values}): "
+                            f"members must score the same proposals; {fix}")
 
 
 def load_predictor(path: str, device="cpu", vote: str | None = None) -> Ensemble:

@@ -35,8 +35,11 @@ def save_checkpoint(path: str, state: dict) -> None:
 
 
 def load_checkpoint(path: str, map_location="cpu") -> dict:
+    import warnings
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():        # torch warns about the pickle protocol of a damaged file
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except Exception as exc:            # truncated, not a torch file, pickle garbage: all one message

@@ -54,7 +54,7 @@ def test_unreadable_xml_and_unknown_class(tmp_path):
     (root / "Annotations" / "x1.xml").write_text("<annotation><object>")
     with pytest.raises(DatasetError, match=r"x1\.xml: unreadable annotation"):
         load_dataset(str(root), "test")
-    with pytest.raises(DatasetError, match=r"train\.txt: cannot read split file"):
+    with pytest.raises(DatasetError, match=r"train\.txt: no such split \(splits here: test\)"):
         load_dataset(str(root), "train")
     with pytest.raises(DatasetError, match="not a dataset directory"):
         load_dataset(str(tmp_path), "test")

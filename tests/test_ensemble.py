@@ -105,6 +105,9 @@ def test_mismatched_members_are_refused(two_members, tmp_path):
     cfg = yaml.safe_load((other / "config.yaml").read_text())
     cfg["data"]["classes"] = ["box", "circle"]
     (other / "config.yaml").write_text(yaml.safe_dump(cfg))
+    manifest = json.loads((other / "manifest.json").read_text())
+    del manifest["fingerprint"]            # a model directory older than fingerprints: trusted as it is
+    (other / "manifest.json").write_text(json.dumps(manifest))
     write_ensemble(str(tmp_path), [str(ens / "member-0"), str(other)])
     with pytest.raises(UserError, match="must share classes"):
         load_predictor(str(tmp_path))
