@@ -10,6 +10,8 @@ import time
 
 from core.errors import run_cli
 
+ANALYSIS_MAX_DETECTIONS = 200_000   # --json adds the error analysis below this (a Python loop per detection)
+
 EPILOG = """\
 metrics:
   ilsvrc  ImageNet DET devkit (eval_detection.m): +1-pixel IoU, per-object threshold
@@ -36,6 +38,11 @@ def parse_args(argv=None):
     p.add_argument("--metric", choices=("ilsvrc", "voc07", "voc", "coco"), default="voc")
     p.add_argument("--json", metavar="OUT", help="write the result as JSON")
     p.add_argument("--plots", metavar="DIR", help="write precision-recall curves (PNG) here")
+    p.add_argument("--report", metavar="DIR", help="write DIR/index.html: per-class AP, PR curves, confusion "
+                                                   "matrix, false-positive breakdown, worst images")
+    p.add_argument("--report-threshold", type=float, default=0.3, metavar="S",
+                   help="score from which detections count in the confusion matrix, the false-positive "
+                        "breakdown and the gallery (default 0.3)")
     p.add_argument("--ignore-invalid", action="store_true",
                    help="drop detections whose box has x2 < x1 or y2 < y1 (with a warning) instead of failing")
     p.add_argument("--ignore-unknown", action="store_true",
@@ -83,9 +90,9 @@ def main(argv=None) -> int:
         ran, t1 = run_model(args, dataset), time.perf_counter()
         if ran is None:                # a torchrun rank other than 0: its share is done
             return 0
-        results, timing = ran
+        results, timing, dets_scored = ran
     else:
-        dets = read_detections(args.detections, args.ignore_invalid)
+        dets = dets_scored = read_detections(args.detections, args.ignore_invalid)
         t1 = time.perf_counter()
         results = {"AP": evaluate(dataset, dets, args.metric, ignore_unknown=args.ignore_unknown)}
     t2 = time.perf_counter()
@@ -94,21 +101,33 @@ def main(argv=None) -> int:
           f"detected and scored in {t2 - t0:.1f} s")
     names = list(results)
     result = results["ensemble"] if "ensemble" in results else results[names[0]]
+    analysis = None
+    if result.metric != "coco" and (args.report or (args.json and len(dets_scored) <= ANALYSIS_MAX_DETECTIONS)):
+        from eval.analysis import analyze
+        analysis = analyze(dataset, dets_scored, args.report_threshold)
     if args.json:
         out = result.to_json()
+        if analysis:
+            out["confusion"], out["false_positives"] = analysis["confusion"], analysis["false_positives"]
         if len(results) > 1:
             out["members"] = {n: r.to_json() for n, r in results.items() if n != "ensemble"}
         if timing:
             out["seconds_per_image"] = timing
         write_json(args.json, out)
         print(f"wrote {args.json}")
+    if args.report:
+        from eval.html_report import write_report
+        t = time.perf_counter()
+        page = write_report(args.report, results, dataset, dets_scored, analysis,
+                            title=f"{args.model or args.detections} on {args.split}")
+        print(f"wrote {page} in {time.perf_counter() - t:.1f} s")
     if args.plots:
         paths = save_pr_plots(result, dataset, args.plots)
         print(f"wrote {len(paths)} plot(s) to {args.plots}")
     return 0
 
 
-def run_model(args, dataset) -> tuple[dict, dict] | None:
+def run_model(args, dataset) -> tuple[dict, dict, object] | None:
     """Detect over the split with a model or ensemble (members reported too), save the
     detections, and score each result: ({name: result}, seconds per image per stage). Under torchrun the ranks share the images and
     rank 0 scores them (the others return None)."""
@@ -143,7 +162,7 @@ def run_model(args, dataset) -> tuple[dict, dict] | None:
     print(f"detections saved to {path}; seconds per image: "
           + ", ".join(f"{k} {v:.3f}" for k, v in timing.items()))
     order = [main_name] + [n for n in detections if n != main_name]
-    return {n: evaluate(dataset, detections[n], args.metric) for n in order}, timing
+    return {n: evaluate(dataset, detections[n], args.metric) for n in order}, timing, detections[main_name]
 
 
 
