@@ -1,4 +1,4 @@
-"""The dataset layer every stage reads: VOC XML, ILSVRC DET and COCO JSON.
+"""The dataset layer every stage reads: VOC XML, ILSVRC DET, COCO JSON and YOLO txt.
 
 A :class:`Dataset` is a list of :class:`ImageRecord` (image path, size and its gt boxes)
 plus the class list and, for ILSVRC, the blacklist of image/class pairs that evaluation
@@ -30,7 +30,7 @@ from .errors import DatasetError
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("voc", "ilsvrc", "coco")
+FORMATS = ("voc", "ilsvrc", "coco", "yolo")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".JPEG", ".JPG", ".PNG")
 
 
@@ -67,6 +67,7 @@ class Dataset:
     blacklist: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))
     warnings: list[str] = field(default_factory=list)
     coco_json: str | None = None            # the source JSON, for the coco metric
+    category_names: dict[int, str] = field(default_factory=dict)   # COCO category id -> class
 
     def __len__(self) -> int:
         return len(self.images)
@@ -96,6 +97,8 @@ class Dataset:
 def detect_format(root: str) -> str:
     if os.path.isfile(root) and root.endswith(".json"):
         return "coco"
+    if os.path.isfile(os.path.join(root, "data.yaml")):
+        return "yolo"
     if os.path.isdir(os.path.join(root, "Annotations", "DET")):
         return "ilsvrc"
     if os.path.isdir(os.path.join(root, "Annotations")):
@@ -104,7 +107,7 @@ def detect_format(root: str) -> str:
         return "coco"
     raise DatasetError(
         f"{root}: not a dataset directory (expected VOC 'Annotations/' + 'ImageSets/Main/', "
-        "ILSVRC 'Annotations/DET/', or COCO 'annotations/*.json')")
+        "ILSVRC 'Annotations/DET/', COCO 'annotations/*.json', or YOLO 'data.yaml')")
 
 
 def load_dataset(root: str, split: str, classes: list[str] | None = None, fmt: str = "auto",
@@ -125,12 +128,20 @@ def load_dataset(root: str, split: str, classes: list[str] | None = None, fmt: s
         return load_ilsvrc(root, split, classes, synsets=synsets, blacklist=blacklist)
     if fmt == "coco":
         return load_coco(root, split, classes, image_root=image_root)
+    if fmt == "yolo":
+        return load_yolo(root, split, classes)
     raise DatasetError(f"unknown dataset format {fmt!r} (choose from {', '.join(FORMATS)})")
 
 
 def split_exists(root: str, split: str, fmt: str = "auto") -> bool:
-    """Whether ``split`` can be read at ``root`` (VOC/ILSVRC split file, COCO json)."""
+    """Whether ``split`` can be read at ``root`` (VOC/ILSVRC split file, COCO json, YOLO data.yaml key)."""
     fmt = detect_format(root) if fmt == "auto" else fmt
+    if fmt == "yolo":
+        try:
+            _yolo_split_dir(root, split)
+            return True
+        except DatasetError:
+            return False
     if fmt == "voc":
         return os.path.isfile(os.path.join(root, "ImageSets", "Main", f"{split}.txt"))
     if fmt == "ilsvrc":
@@ -451,4 +462,94 @@ def load_coco(root: str, split: str, classes: list[str] | None = None,
     if missing:
         raise _missing_images_error(image_root, missing)
     return Dataset(root=root, split=split, format="coco", classes=list(class_index),
-                   images=images, warnings=warnings, coco_json=json_path)
+                   images=images, warnings=warnings, coco_json=json_path, category_names=cat_name)
+
+
+# ------------------------------------------------------------------ YOLO
+YOLO_SPLIT_ALIASES = {"val": ("val", "valid"), "valid": ("valid", "val")}
+
+
+def _yolo_meta(root: str) -> dict:
+    import yaml
+    path = os.path.join(root, "data.yaml")
+    try:
+        with open(path) as f:
+            meta = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise DatasetError(f"{path}: cannot read ({exc})") from None
+    names = meta.get("names")
+    if isinstance(names, dict):                       # {0: cat, 1: dog}
+        names = [names[k] for k in sorted(names)]
+    if not isinstance(names, list) or not names:
+        raise DatasetError(f"{path}: 'names' must list the class names")
+    meta["names"] = [str(n) for n in names]
+    return meta
+
+
+def _yolo_split_dir(root: str, split: str) -> str:
+    meta = _yolo_meta(root)
+    key = next((k for k in YOLO_SPLIT_ALIASES.get(split, (split,)) if meta.get(k)), None)
+    if key is None:
+        have = [k for k in ("train", "val", "valid", "test") if meta.get(k)]
+        raise DatasetError(f"{os.path.join(root, 'data.yaml')}: no split {split!r} (splits here: {', '.join(have)})")
+    base = meta.get("path") or root
+    base = base if os.path.isabs(base) else os.path.join(root, base)
+    folder = os.path.normpath(os.path.join(base, str(meta[key])))
+    if not os.path.isdir(folder):                     # Roboflow exports write ../train/images from a subfolder
+        alt = os.path.normpath(os.path.join(root, str(meta[key]).replace("../", "", 1)))
+        if os.path.isdir(alt):
+            folder = alt
+        else:
+            raise DatasetError(f"{os.path.join(root, 'data.yaml')}: split {split!r} points at {folder}, "
+                               f"which is not a folder")
+    return folder
+
+
+def load_yolo(root: str, split: str, classes: list[str] | None = None) -> Dataset:
+    """YOLO txt (ultralytics, Roboflow exports): ``data.yaml`` with ``names`` and one image
+    folder per split; labels in the parallel ``labels/`` folder, one ``<stem>.txt`` per
+    image with lines ``class cx cy w h`` normalized to [0, 1]. Image ids are file stems;
+    boxes come back in pixels (the image header gives the size). An image without a
+    label file has no objects."""
+    meta = _yolo_meta(root)
+    names = meta["names"]
+    image_dir = _yolo_split_dir(root, split)
+    parts = image_dir.split(os.sep)              # .../images/<split> -> .../labels/<split> (the last "images")
+    if "images" in parts:
+        parts[len(parts) - 1 - parts[::-1].index("images")] = "labels"
+    label_dir = os.sep.join(parts)
+    files = sorted(f for f in os.listdir(image_dir) if os.path.splitext(f)[1] in IMAGE_EXTENSIONS)
+    if not files:
+        raise DatasetError(f"{image_dir}: split {split!r} has no images")
+    class_index = {c: i for i, c in enumerate(classes or names)}
+    warnings: list[str] = []
+    images, seen = [], set()
+    for name in files:
+        stem = os.path.splitext(name)[0]
+        if stem in seen:
+            raise DatasetError(f"{image_dir}: two images share the id {stem!r} (file names differ only in extension)")
+        seen.add(stem)
+        path = os.path.join(image_dir, name)
+        width, height = _image_size(path)
+        label_path = os.path.join(label_dir, stem + ".txt")
+        objects = []
+        if os.path.exists(label_path):
+            with open(label_path) as f:
+                for n, line in enumerate(f):
+                    fields = line.split()
+                    if not fields:
+                        continue
+                    try:
+                        k, cx, cy, w, h = int(fields[0]), *map(float, fields[1:5])
+                        if len(fields) < 5 or not 0 <= k < len(names):
+                            raise ValueError
+                    except (ValueError, TypeError):
+                        raise DatasetError(f"{label_path}: line {n + 1}: expected 'class cx cy w h' with a class "
+                                           f"index below {len(names)}, got {line.strip()!r}") from None
+                    objects.append(_RawObject(names[k], [(cx - w / 2) * width, (cy - h / 2) * height,
+                                                         (cx + w / 2) * width, (cy + h / 2) * height]))
+        images.append(_make_record(stem, path, width, height, objects, class_index, label_path, warnings,
+                                   allow_new_classes=False))
+    return Dataset(root=root, split=split, format="yolo", classes=list(class_index), images=images,
+                   warnings=warnings)
+

@@ -102,10 +102,30 @@ def _bad_entry(path: str, entries: list) -> UserError:
     return UserError(f"{path}: malformed detections")
 
 
-def read_detections(path: str, ignore_invalid: bool = False) -> Detections:
+def from_coco_results(path: str, entries: list, category_names: dict) -> list[dict]:
+    """COCO's results format (``image_id``, ``category_id``, ``bbox`` x y w h, ``score``)
+    as this project's rows, given the dataset's category id -> class name map."""
+    if not category_names:
+        raise UserError(f"{path}: COCO results (category_id, bbox) need a COCO dataset to name the categories")
+    rows = []
+    for k, e in enumerate(entries):
+        try:
+            x, y, w, h = e["bbox"]
+            rows.append({"image": str(e["image_id"]), "label": category_names[int(e["category_id"])],
+                         "score": e["score"], "box": [x, y, x + w, y + h]})
+        except KeyError as exc:
+            raise UserError(f"{path}: detection {k}: {'unknown category ' if 'category_id' in e else 'lacks '}"
+                            f"{exc}") from None
+        except (TypeError, ValueError):
+            raise UserError(f"{path}: detection {k} has a bbox that is not 4 numbers: {e.get('bbox')!r}") from None
+    return rows
+
+
+def read_detections(path: str, ignore_invalid: bool = False, category_names: dict | None = None) -> Detections:
     """A detections JSON file, checked: every score a real number (not a string or a
     boolean), every box 4 finite numbers with x2 >= x1 and y2 >= y1. An inverted box is
-    an error naming how many there are; ``ignore_invalid`` drops them with a warning."""
+    an error naming how many there are; ``ignore_invalid`` drops them with a warning.
+    COCO's results format is read too, with ``category_names`` (a COCO dataset's)."""
     try:
         with open(path) as f:
             entries = json.load(f)
@@ -117,6 +137,8 @@ def read_detections(path: str, ignore_invalid: bool = False) -> Detections:
         raise UserError(f"{path}: expected a JSON list of detections, got {type(entries).__name__}")
     if not entries:
         return Detections.empty()
+    if isinstance(entries[0], dict) and "category_id" in entries[0]:
+        entries = from_coco_results(path, entries, category_names or {})
     try:
         if not all(type(e["score"]) in (int, float) for e in entries):
             raise _bad_entry(path, entries)

@@ -85,3 +85,55 @@ def test_detect_refuses_an_unwritable_out_before_the_first_image(tmp_path, tiny_
                      "--out", blocker / "sub")
     assert out.returncode == 2 and "cannot write annotated images there" in out.stderr
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_detect_takes_folders_globs_and_writes_every_format(tmp_path, tiny_model, run_script):
+    import csv
+    import xml.etree.ElementTree as ET
+    src = sorted((tiny_model["data"] / "JPEGImages").iterdir())[:3]
+    (tmp_path / "in" / "deep").mkdir(parents=True)
+    shutil.copy(src[0], tmp_path / "in" / "100.jpg")
+    shutil.copy(src[1], tmp_path / "in" / "deep" / "200.jpg")
+    common = ["--model", tiny_model["model"], "--no-images", "--threshold", "0", "--quiet"]
+    flat = run_script("detect.py", tmp_path / "in", *common, "--json", tmp_path / "flat.json")
+    assert flat.returncode == 0 and "1 input(s) processed" in flat.stdout, flat.stderr
+    deep = run_script("detect.py", tmp_path / "in", "--recursive", *common, "--json", tmp_path / "d.json")
+    assert "2 input(s) processed" in deep.stdout, deep.stderr
+    rows = json.loads((tmp_path / "d.json").read_text())
+    assert {r["image"] for r in rows} == {"100", "200"}
+    pattern = run_script("detect.py", str(tmp_path / "in" / "**" / "*.jpg"), "--recursive", *common,
+                         "--json", tmp_path / "p.json")
+    assert "2 input(s) processed" in pattern.stdout, pattern.stderr
+    none = run_script("detect.py", str(tmp_path / "in" / "*.png"), *common)
+    assert none.returncode == 2 and "the pattern matches no file" in none.stderr
+    for fmt, target in (("csv", "d.csv"), ("coco", "c.json"), ("voc-xml", "xml")):
+        r = run_script("detect.py", tmp_path / "in", "--recursive", *common, "--format", fmt, "--json", tmp_path / target)
+        assert r.returncode == 0, r.stderr
+    with open(tmp_path / "d.csv") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == len(rows) and table[0].keys() == {"image", "label", "score", "x1", "y1", "x2", "y2"}
+    coco = json.loads((tmp_path / "c.json").read_text())
+    assert {c["image_id"] for c in coco} == {100, 200} and {c["category_id"] for c in coco} <= {1, 2}
+    first = rows[0]
+    match = [c for c in coco if c["image_id"] == int(first["image"]) and abs(c["score"] - first["score"]) < 1e-6][0]
+    assert match["bbox"][2] == pytest.approx(first["box"][2] - first["box"][0], abs=0.02)
+    tree = ET.parse(tmp_path / "xml" / "100.xml").getroot()
+    assert tree.find("size/width").text == "96" and len(tree.findall("object")) == sum(r["image"] == "100" for r in rows)
+
+
+def test_detect_on_a_video_writes_one_result_per_frame_and_an_annotated_video(tmp_path, tiny_model, run_script):
+    import cv2
+    from PIL import Image
+    frame = np.asarray(Image.open(sorted((tiny_model["data"] / "JPEGImages").iterdir())[0]).convert("RGB"))
+    writer = cv2.VideoWriter(str(tmp_path / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 5, frame.shape[1::-1])
+    for _ in range(3):
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    r = run_script("detect.py", tmp_path / "clip.mp4", "--model", tiny_model["model"], "--out", tmp_path / "out",
+                   "--json", tmp_path / "v.json", "--threshold", "0", "--quiet")
+    assert r.returncode == 0, r.stderr
+    ids = {row["image"] for row in json.loads((tmp_path / "v.json").read_text())}
+    assert ids == {"clip-frame000000", "clip-frame000001", "clip-frame000002"}
+    cap = cv2.VideoCapture(str(tmp_path / "out" / "clip.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+    cap.release()

@@ -145,7 +145,7 @@ def test_detect_handles_odd_and_bad_images(tmp_path, tiny_model, run_script):
     assert "Traceback" not in out.stderr
     for name in bad:
         assert name in out.stderr
-    assert f"{len(good)} image(s) processed" in out.stdout
+    assert f"{len(good)} input(s) processed" in out.stdout
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == sorted(good)
     from PIL import Image

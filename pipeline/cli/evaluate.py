@@ -22,7 +22,9 @@ metrics:
 
 detections file: a JSON list of
   {"image": "<image id>", "label": "<class>", "score": 0.9, "box": [xmin, ymin, xmax, ymax]}
-in the annotation's pixel coordinates. A detection for an image outside the split or
+in the annotation's pixel coordinates, or COCO's results format (a list of
+  {"image_id": 397133, "category_id": 18, "bbox": [x, y, w, h], "score": 0.9})
+against a COCO dataset. A detection for an image outside the split or
 of an unknown class is an error; --ignore-unknown drops them with a warning and a count.
 """
 
@@ -92,7 +94,7 @@ def main(argv=None) -> int:
             return 0
         results, timing, dets_scored = ran
     else:
-        dets = dets_scored = read_detections(args.detections, args.ignore_invalid)
+        dets = dets_scored = read_detections(args.detections, args.ignore_invalid, dataset.category_names)
         t1 = time.perf_counter()
         results = {"AP": evaluate(dataset, dets, args.metric, ignore_unknown=args.ignore_unknown)}
     t2 = time.perf_counter()
