@@ -75,6 +75,28 @@ class HistoryWriter:
         plt.close(fig)
 
 
+class TensorBoardWriter:
+    """``train.py --tensorboard``: each epoch's record as TensorBoard scalars in OUT/tensorboard
+    (``pip install -e '.[tensorboard]'``; ``tensorboard --logdir OUT/tensorboard``)."""
+
+    def __init__(self, out_dir: str, name: str):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            from core.errors import UserError
+            raise UserError("--tensorboard needs the tensorboard package: pip install -e '.[tensorboard]'") from None
+        self.writer, self.name = SummaryWriter(os.path.join(out_dir, "tensorboard")), name
+
+    def __call__(self, trainer, record: dict) -> None:
+        from core import distributed
+        if not distributed.is_main():
+            return
+        for key, value in record.items():
+            if key != "epoch" and isinstance(value, (int, float)):
+                self.writer.add_scalar(f"{self.name}/{key}", value, record["epoch"])
+        self.writer.flush()
+
+
 class Validation:
     """Validation mAP every ``every`` epochs on ``val_set``, the best weights kept."""
 

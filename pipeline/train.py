@@ -23,7 +23,7 @@ from core.config import load_config, parse_overrides
 from core.datasets import load_dataset
 from core.errors import UserError
 
-from .monitor import HistoryWriter, Validation
+from .monitor import HistoryWriter, TensorBoardWriter, Validation
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,8 @@ def _run_training(args, device) -> None:
             from proposals.multibox import train_multibox
             t = time.time()
             hooks = [HistoryWriter(multibox_dir, images_per_epoch=len(dataset.images))]
+            if getattr(args, "tensorboard", False):
+                hooks.append(TensorBoardWriter(args.out, "multibox"))
             if budget:
                 hooks.append(budget.stage_hook("multibox", MULTIBOX_SHARE, cfg.proposals.multibox))
             train_multibox(dataset, cfg.proposals.multibox, multibox_dir, device, resume=args.resume,
@@ -106,6 +108,8 @@ def _run_training(args, device) -> None:
         # config.yaml is written with the weights when training ends (detector.fine_tune):
         # a run that fails leaves the previous model directory as it was
         hooks = [HistoryWriter(out, images_per_epoch=len(dataset.images))]
+        if getattr(args, "tensorboard", False):
+            hooks.append(TensorBoardWriter(out, "classifier"))
         if member_cfg.train.eval_every:
             hooks.insert(0, validation_hook(member_cfg, dataset, source, device, out, held_out))
         if budget:   # members share what MultiBox and the proposals left; ~5% kept for the heads

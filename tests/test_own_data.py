@@ -43,3 +43,18 @@ def test_a_class_without_objects_is_named(tmp_path):
                         "--no-progress", "--set", "data.classes=[box, disc, star]"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "star" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_tensorboard_writes_events_or_names_the_missing_extra(tmp_path, shapes_data):
+    import importlib.util
+
+    from synthetic import tiny_config
+    cfg = tiny_config(tmp_path / "c.yaml", shapes_data, method="ss", epochs=1)
+    r = subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", str(cfg), "--out", str(tmp_path / "o"),
+                        "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--workers", "1", "--max-steps", "1",
+                        "--tensorboard"], capture_output=True, text=True, timeout=600)
+    if importlib.util.find_spec("tensorboard") is None:
+        assert r.returncode == 2 and "pip install -e '.[tensorboard]'" in r.stderr and "Traceback" not in r.stderr
+    else:
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert list((tmp_path / "o" / "tensorboard").glob("events.out.tfevents.*"))

@@ -49,6 +49,8 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--max-steps", type=int, help="stop each stage after this many steps (smoke tests)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard scalars to OUT/tensorboard (pip install -e '.[tensorboard]')")
     args = p.parse_args(argv)
     if not args.config and not args.dataset:
         p.error("give --dataset (the default recipe adapts to it) or --config")
