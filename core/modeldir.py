@@ -46,13 +46,18 @@ def member_dirs(path: str) -> list[str]:
     return read_ensemble_spec(path)["dirs"] if is_ensemble(path) else [path]
 
 
-def model_classes(path: str) -> list[str]:
-    """Classes of a model or ensemble, read from its config without loading weights."""
+def model_config(path: str):
+    """The (first member's) config of a model or ensemble, without loading weights."""
     from .config import load_config
     config = os.path.join(member_dirs(path)[0], "config.yaml")
     if not os.path.exists(config):
         raise UserError(f"{path}: not a model directory (no config.yaml)")
-    return list(load_config(config).data.classes or [])
+    return load_config(config)
+
+
+def model_classes(path: str) -> list[str]:
+    """Classes of a model or ensemble, read from its config without loading weights."""
+    return list(model_config(path).data.classes or [])
 
 
 def _sha1(path: str) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 from core.fileio import atomic_write
 
 from .analysis import FP_KINDS
-from .report import save_pr_plots
+from .report import class_breakdown, save_pr_plots
 
 GALLERY_SIZE = 6
 CSS = """
@@ -75,11 +75,22 @@ def write_report(out_dir: str, results: dict, dataset, dets, analysis: dict, tit
              f"<p id='summary'>metric <b>{main.metric}</b>, mAP <b id='map'>{main.mAP:.4f}</b> on "
              f"{main.num_images} images ({html.escape(dataset.split)} of {html.escape(str(dataset.root))}), "
              f"{main.num_detections} detections scored.</p>"]
-    header = ["class", "#gt"] + names
-    rows = [[dataset.display_name(c), main.num_positives.get(c, 0)] + [_fmt(results[n].per_class[c]) for n in names]
-            for c in dataset.classes]
-    rows.append(["mAP", ""] + [f"{results[n].mAP:.4f}" for n in names])
-    parts += ["<h2>Average precision per class</h2>", _table(header, rows)]
+    breakdown = {r["class"]: r for r in class_breakdown(main, dets)} if main.curves else {}
+    extra = ["final recall", "recall at precision >= 0.5", "top score"] if breakdown else []
+    header = ["class", "#gt"] + names + extra
+    rows = []
+    for c in dataset.classes:
+        row = [dataset.display_name(c), main.num_positives.get(c, 0)] + [_fmt(results[n].per_class[c]) for n in names]
+        if breakdown:
+            b = breakdown.get(c)
+            row += [f"{b['final_recall']:.3f}", f"{b['recall_at_precision_0.5']:.3f}", f"{b['top_score']:.3f}"] \
+                if b else ["-"] * 3
+        rows.append(row)
+    rows.append(["mAP", ""] + [f"{results[n].mAP:.4f}" for n in names] + [""] * len(extra))
+    parts += ["<h2>Average precision per class</h2>",
+              "<p class='note'>Final recall: what the proposals, the score threshold and NMS left at all; recall "
+              "while precision is still >= 0.5; the highest score the class gets (a low one marks a class the "
+              "classifier is unsure of).</p>" if extra else "", _table(header, rows)]
 
     if main.curves:
         save_pr_plots(main, dataset, out_dir)

@@ -116,11 +116,29 @@ def _run_training(args, device) -> None:
             hooks.append(budget.stage_hook("classifier", CLASSIFIER_SHARE / len(members), member_cfg.train))
         train_classifier(dataset, member_cfg, source, out, device, resume=args.resume,
                          max_steps=args.max_steps, progress=progress, hooks=hooks)
+        if distributed.is_main() and os.path.exists(os.path.join(out, "manifest.json")):
+            _record_in_manifest(out, overrides, args, held_out)
     if len(members) > 1 and distributed.is_main():
         from ensemble import write_ensemble
         write_ensemble(args.out, [os.path.basename(m) for m in members])
     if budget:
         budget.report()
+
+
+def _record_in_manifest(out: str, overrides: dict, args, held_out) -> None:
+    """How this model was asked for: the recipe, the --set overrides, the budget, the
+    held-out validation images."""
+    import json
+
+    from core.fileio import write_json
+    path = os.path.join(out, "manifest.json")
+    with open(path) as f:
+        manifest = json.load(f)
+    manifest.update(recipe=args.config or "configs/default.yaml (adapted to the data)", overrides=overrides,
+                    minutes=getattr(args, "minutes", None))
+    if held_out is not None:
+        manifest["validation_images"] = [r.image_id for r in held_out.images]
+    write_json(path, manifest)
 
 
 # -------------------------------------------------------------- defaults, validation, budget

@@ -26,6 +26,10 @@ def test_default_recipe_adapts_holds_out_validation_and_keeps_the_budget(tmp_pat
     assert "budget: multibox gets" in log and "budget: classifier gets" in log
     assert "trained in" in log and "of the 1.5-minute budget" in log
     assert "validation mAP reached" in log
+    import json
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["overrides"]["model.width"] == 0.125 and len(manifest["validation_images"]) == 4
+    assert manifest["minutes"] == 1.5 and manifest["fingerprint"]
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["data"]["classes"] == ["box", "disc"] and cfg["model"]["image_scale"] == 320
     assert cfg["model"]["width"] == 0.125                      # --set wins over the derived values

@@ -8,7 +8,7 @@ import argparse
 import logging
 import time
 
-from core.errors import run_cli
+from core.errors import UserError, run_cli
 
 ANALYSIS_MAX_DETECTIONS = 200_000   # --json adds the error analysis below this (a Python loop per detection)
 
@@ -33,7 +33,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", required=True, help="dataset root (VOC, ILSVRC DET or COCO layout)")
-    p.add_argument("--split", required=True, help="split name, e.g. test, val, val2017")
+    p.add_argument("--split", help="split name, e.g. test, val, val2017 (with --model, default: the model's "
+                                   "data.test_split)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--detections", metavar="FILE", help="detections JSON to score")
     src.add_argument("--model", metavar="DIR", help="run this model (or ensemble) on the split, then score")
@@ -83,8 +84,11 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     classes = None
     if args.model:
-        from core.modeldir import model_classes
+        from core.modeldir import model_classes, model_config
         classes = model_classes(args.model)     # the model's class list and order
+        args.split = args.split or model_config(args.model).data.test_split
+    if not args.split:
+        raise UserError("--split is needed with --detections (e.g. --split test)")
     dataset = load_dataset(args.dataset, args.split, classes=classes, fmt=args.format, synsets=args.synsets,
                            blacklist=args.blacklist, image_root=args.image_root)
     timing = None
