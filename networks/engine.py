@@ -72,6 +72,7 @@ def set_threads(n: int) -> None:
 
 
 # ---------------------------------------------------------------------- the training loop
+LOSS_CEILING = 10.0      # an epoch's loss this many times the first epoch's means divergence
 def lr_factor(iteration: int, epoch: int, steps: list[int], gamma: float, warmup_iters: int) -> float:
     """Linear warm-up over the first ``warmup_iters`` iterations, then x``gamma`` at each
     epoch in ``steps`` (step decay, as the GoogLeNet and R-CNN recipes)."""
@@ -239,6 +240,11 @@ class Trainer:
             self.history.append(record)
             log.info("%s epoch %d/%d: %s, %.0f s", self.name, self.epoch, self.epochs,
                      ", ".join(f"{k} {float(v) / n:.4f}" for k, v in totals.items()), time.time() - t0)
+            first = self.history[0].get("loss")
+            if first and record.get("loss") is not None and record["loss"] > LOSS_CEILING * first:
+                raise UserError(f"{self.name} diverged in epoch {self.epoch}: loss {record['loss']:.3g} is over "
+                                f"{LOSS_CEILING:g}x the first epoch's {first:.3g}; lower the learning rate (the last "
+                                f"good checkpoint is {self.checkpoint})")
             bad = [name for name, p in self.net.named_parameters() if not torch.isfinite(p).all()]
             if bad:        # a loss can stay finite while batch norm's weights have blown up
                 raise UserError(f"{self.name} diverged in epoch {self.epoch}: {bad[0]} is no longer finite; lower "

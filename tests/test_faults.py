@@ -176,3 +176,51 @@ def test_recipe_values_are_validated(tmp_path, shapes_data, setting, message):
     r = _train(cfg, tmp_path / "o", tmp_path / "cache", "--set", setting)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o" / "model.pt").exists()
+
+
+def test_sigkill_mid_training_then_resume_gives_the_uninterrupted_model(tmp_path, shapes_data):
+    import os
+    import signal
+    import time
+
+    import torch
+
+    from synthetic import tiny_config
+    cfg = tiny_config(tmp_path / "c.yaml", shapes_data, method="ss", epochs=3)
+    assert _train(cfg, tmp_path / "whole", tmp_path / "cache").returncode == 0
+    cmd = [sys.executable, str(ROOT / "train.py"), "--config", str(cfg), "--out", str(tmp_path / "cut"),
+           "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--workers", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (tmp_path / "cut" / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)                  # during epoch 2 (or its checkpoint write)
+    proc.wait()
+    assert not (tmp_path / "cut" / "model.pt").exists()  # no half model where none was
+    r = _train(cfg, tmp_path / "cut", tmp_path / "cache", "--resume")
+    assert r.returncode == 0, r.stderr[-2000:]
+    a = torch.load(tmp_path / "whole" / "model.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "model.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    from networks.engine import load_checkpoint
+    assert load_checkpoint(str(tmp_path / "cut" / "checkpoint.pt"))["epoch"] == 3   # whole, and finished
+
+
+def test_a_full_disk_is_one_line(tmp_path, tiny_model, run_script):
+    import shutil as sh
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(mnt)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.decode().strip()[:80]})")
+    try:
+        images = sorted((tiny_model["data"] / "JPEGImages").iterdir())
+        big = tmp_path / "big.png"
+        from PIL import Image
+        Image.open(images[0]).resize((400, 400)).save(big)     # a PNG copy too large for the disk
+        r = run_script("detect.py", big, big, "--model", tiny_model["model"], "--out", mnt)
+        assert r.returncode == 2 and "no space left on the device" in r.stderr, r.stderr[-1000:]
+        assert "Traceback" not in r.stderr
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+        sh.rmtree(mnt, ignore_errors=True)
