@@ -2,6 +2,7 @@
 itself (``Trainer``), shared by MultiBox and the region classifier."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -141,6 +142,11 @@ class Trainer:
         self.epoch, self.iteration, self.history, self.seconds = 0, 0, [], 0.0
         self.stop = False                      # a hook sets it to end training early
         self.checkpoint = os.path.join(out_dir, "checkpoint.pt")
+        if distributed.is_main():              # half-written files of a killed run are older than this one
+            import glob
+            for tmp in glob.glob(os.path.join(out_dir, ".*.tmp")):
+                with contextlib.suppress(OSError):
+                    os.remove(tmp)
 
     @property
     def averaged(self) -> torch.nn.Module:

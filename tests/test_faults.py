@@ -196,6 +196,7 @@ def test_sigkill_mid_training_then_resume_gives_the_uninterrupted_model(tmp_path
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)                  # during epoch 2 (or its checkpoint write)
     proc.wait()
+    (tmp_path / "cut" / ".checkpoint.pt.leftover.tmp").write_bytes(b"half a checkpoint")   # as a kill mid-write leaves
     assert not (tmp_path / "cut" / "model.pt").exists()  # no half model where none was
     r = _train(cfg, tmp_path / "cut", tmp_path / "cache", "--resume")
     assert r.returncode == 0, r.stderr[-2000:]
@@ -204,6 +205,7 @@ def test_sigkill_mid_training_then_resume_gives_the_uninterrupted_model(tmp_path
     assert all(torch.equal(a[k], b[k]) for k in a)
     from networks.engine import load_checkpoint
     assert load_checkpoint(str(tmp_path / "cut" / "checkpoint.pt"))["epoch"] == 3   # whole, and finished
+    assert not list((tmp_path / "cut").glob(".*.tmp"))                            # the leftover is gone
 
 
 def test_a_full_disk_is_one_line(tmp_path, tiny_model, run_script):
