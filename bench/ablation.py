@@ -35,7 +35,7 @@ sys.path.insert(0, ROOT)
 def load_plan(path: str) -> dict:
     import yaml
 
-    from detector.errors import UserError
+    from core.errors import UserError
     try:
         with open(path) as f:
             plan = yaml.safe_load(f)
@@ -57,7 +57,7 @@ def _run(cmd: list[str], log: str) -> None:
         f.flush()
         code = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT).returncode
     if code:
-        from detector.errors import UserError
+        from core.errors import UserError
         raise UserError(f"{' '.join(cmd[:3])}... failed (exit {code}); see {log}")
 
 
@@ -92,7 +92,7 @@ def score_row(plan: dict, row: dict, model: str, path: str, args) -> dict:
 
 
 def training_minutes(model: str) -> float | None:
-    from ensemble import member_dirs
+    from core.modeldir import member_dirs
     total = 0.0
     for d in member_dirs(model):
         path = os.path.join(d, "manifest.json")
@@ -121,7 +121,7 @@ def write_table(plan: dict, rows: list, path: str) -> None:
                      + " | ".join(f"{n:.3f}" if n is not None else "" for n in net) + " |")
     lines += ["", "Per-class AP on the paper path. Classifier minutes from each row's manifest (MultiBox "
               "shared by all rows, not counted); network seconds per image as evaluate.py timed them."]
-    from detector.fileio import atomic_write
+    from core.fileio import atomic_write
     with atomic_write(path) as f:
         f.write("\n".join(lines) + "\n")
 
@@ -164,5 +164,5 @@ def main():
 
 
 if __name__ == "__main__":
-    from detector.errors import run_cli
+    from core.errors import run_cli
     run_cli(lambda: main() or 0)

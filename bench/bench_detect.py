@@ -28,20 +28,21 @@ sys.path.insert(0, ROOT)
 def time_detection(predictor, warmup, records, proposals=None):
     """Median seconds per image for each stage and end to end (warm), proposals computed
     fresh (an empty cache), over ``records`` after one ``warmup`` image."""
-    from detector.images import read_image
-    from detector.inference import STAGES, DetectionRunner
+    from core.images import read_image
+    from pipeline.runner import TIMED_STAGES, DetectionRunner, proposals_for
     with tempfile.TemporaryDirectory() as cache:
-        runner = DetectionRunner(predictor, cache, workers=1, proposal_method=proposals, progress=False)
-        runner.detect(read_image(warmup.path), warmup.path)       # loads MultiBox, warms up torch
-        per_image, per_stage = [], {s: [] for s in STAGES}
+        source = proposals_for(predictor, proposals, cache_dir=cache, workers=1, progress=False)
+        runner = DetectionRunner(predictor, source, progress=False)
+        runner.detect(read_image(warmup.path), warmup.image_id)   # loads MultiBox, warms up torch
+        per_image, per_stage = [], {s: [] for s in TIMED_STAGES}
         for rec in records:
             before = dict(runner.timings)
             t = time.perf_counter()
             image = read_image(rec.path)
             runner.timings["decode"] += time.perf_counter() - t
-            runner.detect(image, rec.path)
+            runner.detect(image, rec.image_id)
             per_image.append(time.perf_counter() - t)
-            for s in STAGES:
+            for s in TIMED_STAGES:
                 per_stage[s].append(runner.timings.get(s, 0.0) - before.get(s, 0.0))
     medians = {s: float(np.median(v)) for s, v in per_stage.items()}
     medians["end to end (warm)"] = float(np.median(per_image))
@@ -61,7 +62,7 @@ def main():
 
     import torch
 
-    from detector.datasets import load_dataset
+    from core.datasets import load_dataset
     from ensemble import load_predictor
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -89,5 +90,5 @@ def main():
 
 
 if __name__ == "__main__":
-    from detector.errors import run_cli
+    from core.errors import run_cli
     run_cli(main)          # a bad path or model is one line on stderr and exit code 2

@@ -33,9 +33,10 @@ def main():
 
     import torch
 
-    from detector.datasets import load_dataset
+    from core.datasets import load_dataset
+    from core.modeldir import member_dirs
     from detector.model import DetectorModel
-    from ensemble import Ensemble, member_dirs
+    from ensemble import Ensemble
     model_dir = member_dirs(args.model)[0]
     dataset = load_dataset(args.dataset, args.split)
     warmup, records = dataset.images[0], dataset.images[1:args.images + 1]
@@ -51,5 +52,5 @@ def main():
 
 
 if __name__ == "__main__":
-    from detector.errors import run_cli
+    from core.errors import run_cli
     run_cli(main)          # a bad path or model is one line on stderr and exit code 2

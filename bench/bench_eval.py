@@ -21,8 +21,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from detector.datasets import Dataset, ImageRecord  # noqa: E402
-from detector.structures import Detections, read_detections, write_detections  # noqa: E402
+from core.datasets import Dataset, ImageRecord  # noqa: E402
+from core.structures import Detections, read_detections, write_detections  # noqa: E402
 from eval import evaluate  # noqa: E402
 
 

@@ -21,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from detector.errors import run_cli  # noqa: E402
+from core.errors import run_cli  # noqa: E402
 
 
 def main() -> int:
@@ -33,8 +33,9 @@ def main() -> int:
 
     import torch
 
-    from detector.config import load_config
-    from detector.region_classifier import RegionClassifier, for_inference
+    from core.config import load_config
+    from detector.region_classifier import RegionClassifier
+    from networks.transforms import for_inference
     cfg = load_config(args.config)
     torch.manual_seed(0)
     image = torch.randn(3, 480, 640)
@@ -62,9 +63,9 @@ def main() -> int:
             net = RegionClassifier(model_cfg, len(cfg.data.classes or [1]))
             net = for_inference(net, "cpu") if layout == "channels-last" else net.eval()
             with torch.inference_mode():
-                total = median_seconds(lambda: net.regions(image, boxes))
+                total = median_seconds(lambda net=net: net.regions(image, boxes))
                 scaled = torch.nn.functional.interpolate(image[None], scale_factor=cfg.model.image_scale / 480)
-                trunk = median_seconds(lambda: net.net.run(scaled, stop="4e"))
+                trunk = median_seconds(lambda net=net, scaled=scaled: net.net.run(scaled, stop="4e"))
             print(f"| {roi_size} | {layout} | {total:.3f} | {trunk:.3f} |", flush=True)
     return 0
 

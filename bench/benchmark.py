@@ -65,8 +65,9 @@ def main():
 
     import torch
 
-    from detector.datasets import load_dataset
-    from ensemble import Ensemble, load_predictor, member_dirs
+    from core.datasets import load_dataset
+    from core.modeldir import member_dirs
+    from ensemble import Ensemble, load_predictor
     dataset = load_dataset(args.dataset, args.split)
     warmup, records = dataset.images[0], dataset.images[1:args.images + 1]
     ensemble = load_predictor(args.model)
@@ -112,5 +113,5 @@ def main():
 
 
 if __name__ == "__main__":
-    from detector.errors import run_cli
+    from core.errors import run_cli
     run_cli(main)          # a bad path or model is one line on stderr and exit code 2

@@ -49,7 +49,7 @@ def main():
     p.add_argument("--recipe", help="the configs/*.yaml it was trained with (recorded)")
     args = p.parse_args()
 
-    from ensemble import is_ensemble, member_dirs, model_classes
+    from core.modeldir import is_ensemble, member_dirs, model_classes
     model_classes(args.src)             # a missing or broken source fails here, before dst is replaced
     if os.path.exists(args.dst):
         shutil.rmtree(args.dst)
@@ -92,7 +92,7 @@ def main():
                  "command": "python " + " ".join(cmd[:-3]), "seconds": round(time.time() - t, 1)},
         "bundled": time.strftime("%Y-%m-%d %H:%M"),
     }
-    from detector.fileio import write_json
+    from core.fileio import write_json
     if not members:                     # a single model: its own manifest, completed
         first.update(manifest)
         manifest = first
@@ -102,5 +102,5 @@ def main():
 
 
 if __name__ == "__main__":
-    from detector.errors import run_cli
+    from core.errors import run_cli
     run_cli(main)          # a bad path or model is one line on stderr and exit code 2

@@ -42,7 +42,7 @@ def _sample(rec, flip: bool):
     import numpy as np
     import torch
 
-    from detector.images import read_image
+    from core.images import read_image
     image = read_image(rec.path)
     keep = ~rec.difficult
     boxes, labels = rec.boxes[keep].copy(), rec.labels[keep] + 1        # 0 is background
@@ -58,7 +58,7 @@ def train(model, dataset, minutes: float, out: str, seed: int, resume: bool, log
     import numpy as np
     import torch
 
-    from detector.training import load_checkpoint, save_checkpoint
+    from networks.engine import load_checkpoint, save_checkpoint
     torch.manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
@@ -109,8 +109,8 @@ def detect(model, dataset):
     import numpy as np
     import torch
 
-    from detector.images import read_image
-    from detector.structures import Detections
+    from core.images import read_image
+    from core.structures import Detections
     model.eval()
     parts, t0 = [], time.time()
     with torch.no_grad():
@@ -139,9 +139,9 @@ def main():
 
     import torch
 
-    from detector.datasets import load_dataset
-    from detector.fileio import write_json
-    from detector.structures import write_detections
+    from core.datasets import load_dataset
+    from core.fileio import write_json
+    from core.structures import write_detections
     from eval import evaluate
     from eval.report import format_table
     os.makedirs(args.out, exist_ok=True)
@@ -169,5 +169,5 @@ def main():
 
 
 if __name__ == "__main__":
-    from detector.errors import run_cli
+    from core.errors import run_cli
     run_cli(lambda: main() or 0)

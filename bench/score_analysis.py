@@ -16,7 +16,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from detector.errors import run_cli  # noqa: E402
+from core.errors import run_cli  # noqa: E402
 
 
 def main() -> int:
@@ -26,8 +26,8 @@ def main() -> int:
     p.add_argument("--detections", required=True, nargs="+", help="one or more detections files")
     args = p.parse_args()
 
-    from detector.datasets import load_dataset
-    from detector.structures import read_detections
+    from core.datasets import load_dataset
+    from core.structures import read_detections
     from eval import evaluate
     from eval.report import class_breakdown
     dataset = load_dataset(args.dataset, args.split)

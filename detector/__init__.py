@@ -1,5 +1,7 @@
-"""GoogLeNet region detector: dataset layer, box layer, config and (with torch) the network.
+"""The R-CNN stage: a GoogLeNet region classifier over proposals and its heads.
 
-Importing this package is cheap: only numpy-based modules load here. The network code
-(torch) lives in modules that are imported where the network runs.
+region_classifier (regions -> features, class logits, box deltas), sampling (which
+proposals train it), fine_tune (training it on cached proposals), heads (ridge box
+regressors and SVMs on frozen features), model (a trained model directory: load, score
+regions, regress boxes, select detections).
 """

@@ -15,12 +15,15 @@ import numpy as np
 import torch
 from torchvision.ops import batched_nms
 
-from .boxes import clip_boxes, decode
-from .config import load_config
-from .errors import UserError
+from core.boxes import clip_boxes, decode
+from core.config import load_config
+from core.errors import UserError
+from core.modeldir import check_fingerprint
+from detector.region_classifier import RegionClassifier
+from networks.engine import load_checkpoint
+from networks.transforms import for_inference
+
 from .heads import BBOX_WEIGHTS, apply_linear
-from .region_classifier import RegionClassifier, for_inference
-from .training import load_checkpoint
 
 MODEL_FILES = ("config.yaml", "model.pt", "heads.npz")
 
@@ -29,6 +32,22 @@ MODEL_FILES = ("config.yaml", "model.pt", "heads.npz")
 class RegionScores:
     probs: torch.Tensor       # (R, C+1): background first
     deltas: torch.Tensor      # (R, C, 4): class-specific box deltas (BBOX_WEIGHTS scaled)
+
+
+def read_heads(path: str, num_classes: int, feature_dim: int) -> dict:
+    """heads.npz, checked: ``bbox_W (C, D, 4)``, ``bbox_b (C, 4)``, ``svm_W (C, D, 1)``,
+    ``svm_b (C, 1)`` for this model's C classes and D-dim features."""
+    try:
+        with np.load(path) as z:
+            heads = {k: z[k] for k in z.files}
+    except Exception as exc:            # truncated, not an archive, a pickle: one message
+        raise UserError(f"{path}: cannot read ({type(exc).__name__}: {str(exc)[:200]})") from None
+    expected = {"bbox_W": (num_classes, feature_dim, 4), "bbox_b": (num_classes, 4),
+                "svm_W": (num_classes, feature_dim, 1), "svm_b": (num_classes, 1)}
+    for name, array in heads.items():
+        if name in expected and array.shape != expected[name]:
+            raise UserError(f"{path}: {name} has shape {array.shape}, this model needs {expected[name]}")
+    return heads
 
 
 class DetectorModel:
@@ -43,18 +62,15 @@ class DetectorModel:
         if missing:
             raise UserError(f"{model_dir}: not a model directory (missing {', '.join(missing)})")
         cfg = load_config(os.path.join(model_dir, "config.yaml"))
+        check_fingerprint(model_dir, cfg)
         test_model_cfg = dataclasses.replace(cfg.model, init="random", aux_classifiers=False)
         net = RegionClassifier(test_model_cfg, len(cfg.data.classes))
         state = load_checkpoint(os.path.join(model_dir, "model.pt"))
         try:
             net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-        except RuntimeError as exc:
+        except (RuntimeError, AttributeError) as exc:
             raise UserError(f"{model_dir}/model.pt does not fit its config.yaml ({str(exc)[:200]})") from None
-        try:
-            with np.load(os.path.join(model_dir, "heads.npz")) as z:
-                heads = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{model_dir}/heads.npz: cannot read ({exc})") from None
+        heads = read_heads(os.path.join(model_dir, "heads.npz"), len(cfg.data.classes), net.feature_dim)
         return cls(cfg, net, heads, model_dir, device)
 
     @property
@@ -66,8 +82,11 @@ class DetectorModel:
         path = os.path.join(self.dir, "manifest.json")
         if not os.path.exists(path):
             return {}
-        with open(path) as f:
-            return json.load(f)
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{path}: not a readable manifest ({exc})") from None
 
     @torch.no_grad()
     def score_regions(self, image: torch.Tensor, boxes: torch.Tensor) -> RegionScores:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .boxes import pairwise_iou
+from core.boxes import pairwise_iou
 
 
 @dataclass

@@ -1,10 +1,7 @@
 """Ensembles: independently trained detectors voting on every box (GoogLeNet, ILSVRC 2014).
 
-An ensemble is a directory with ``ensemble.json``::
-
-    {"members": ["member-0", "member-1", ...], "weights": [1, 1, ...], "vote": "soft"}
-
-listing model directories (relative to the ensemble directory, or absolute). Members
+An ensemble is a directory with ``ensemble.json`` listing model directories (the
+layout: core/modeldir.py). Members
 must share classes and proposal settings, so that proposals are computed once and every
 member scores the same regions. Their class probabilities are then combined — ``soft``:
 the (weighted) mean; ``hard``: the (weighted) share of members whose top class it is —
@@ -16,25 +13,20 @@ interface: ``load_predictor(path)``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import numpy as np
 
-from detector.boxes import array_lib
-from detector.errors import UserError
+from core.boxes import array_lib
+from core.errors import UserError
+from core.modeldir import ENSEMBLE_FILE, is_ensemble, member_dirs, read_ensemble_spec
 
-ENSEMBLE_FILE = "ensemble.json"
 VOTES = ("soft", "hard")
 HARD_VOTE_TIE_BREAK = 1e-3   # hard vote: equal shares are ordered by the mean probability
 
 
-def is_ensemble(path: str) -> bool:
-    return os.path.isfile(os.path.join(path, ENSEMBLE_FILE))
-
-
 def write_ensemble(path: str, members: list[str], weights: list[float] | None = None, vote: str = "soft") -> None:
-    from detector.fileio import write_json
+    from core.fileio import write_json
     if vote not in VOTES:
         raise UserError(f"vote must be one of {VOTES}, got {vote!r}")
     write_json(os.path.join(path, ENSEMBLE_FILE),
@@ -123,49 +115,20 @@ def check_compatible(members, names) -> None:
         sig = _proposal_signature(model)
         if sig != first_sig:
             diff = sorted(k for k in sig if sig[k] != first_sig.get(k))
-            raise UserError(f"ensemble member {name} has other proposal settings than {names[0]} "
-                            f"(differ: {', '.join(diff)}): members must score the same proposals")
-
-
-def _read_spec(path: str) -> dict:
-    spec_path = os.path.join(path, ENSEMBLE_FILE)
-    try:
-        with open(spec_path) as f:
-            spec = json.load(f)
-        spec["dirs"] = [m if os.path.isabs(m) else os.path.join(path, m) for m in spec["members"]]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{spec_path}: not a valid ensemble manifest ({exc})") from None
-    if not spec["dirs"]:
-        raise UserError(f"{spec_path}: lists no members")
-    missing = [d for d in spec["dirs"] if not os.path.isdir(d)]
-    if missing:
-        raise UserError(f"{spec_path}: member {os.path.normpath(missing[0])}: no such model directory")
-    if spec.get("weights") is not None and len(spec["weights"]) != len(spec["dirs"]):
-        raise UserError(f"{spec_path}: {len(spec['weights'])} weights for {len(spec['dirs'])} members")
-    return spec
-
-
-def member_dirs(path: str) -> list[str]:
-    """The model directories behind a model or ensemble path."""
-    if not os.path.isdir(path):
-        raise UserError(f"{path}: no such model directory")
-    return _read_spec(path)["dirs"] if is_ensemble(path) else [path]
-
-
-def model_classes(path: str) -> list[str]:
-    """Classes of a model or ensemble, read from its config without loading weights."""
-    from detector.config import load_config
-    config = os.path.join(member_dirs(path)[0], "config.yaml")
-    if not os.path.exists(config):
-        raise UserError(f"{path}: not a model directory (no config.yaml)")
-    return list(load_config(config).data.classes or [])
+            values = "; ".join(f"{k}: {first_sig.get(k)!r} in {names[0]}, {sig[k]!r} in {name}" for k in diff)
+            fix = ("train the members on one MultiBox (train.py --ensemble N, or copy one multibox/ into each)"
+                   if diff == ["multibox_model"] else
+                   f"set proposals.{diff[0]} alike in the members' config.yaml (a test-time setting: "
+                   f"no retraining needed)")
+            raise UserError(f"ensemble member {name} has other proposal settings than {names[0]} ({values}): "
+                            f"members must score the same proposals; {fix}")
 
 
 def load_predictor(path: str, device="cpu", vote: str | None = None) -> Ensemble:
     """A model directory or an ensemble directory, as an Ensemble (of one, or more)."""
     from detector.model import DetectorModel
     dirs = member_dirs(path)
-    spec = _read_spec(path) if is_ensemble(path) else {}
+    spec = read_ensemble_spec(path) if is_ensemble(path) else {}
     members = [DetectorModel.load(d, device) for d in dirs]
     names = [os.path.basename(os.path.normpath(d)) for d in dirs]
     return Ensemble(members, names, spec.get("weights"), vote or spec.get("vote", "soft"), path)

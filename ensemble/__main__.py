@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from detector.errors import UserError, run_cli
+from core.errors import UserError, run_cli
 
 
 def main(argv=None) -> int:

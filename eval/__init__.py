@@ -1,7 +1,7 @@
 """Detection evaluation, exact to the devkits: `ilsvrc`, `voc07`, `voc`, `coco`.
 
-    from detector.datasets import load_dataset
-    from detector.structures import read_detections
+    from core.datasets import load_dataset
+    from core.structures import read_detections
     from eval import evaluate
     result = evaluate(load_dataset(root, "val"), read_detections("dets.json"), "ilsvrc")
 
@@ -10,12 +10,12 @@ Imports numpy only (pycocotools for `coco`, matplotlib for plots, when used).
 from __future__ import annotations
 
 import logging
-from itertools import repeat
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 
-from detector.errors import UserError
+from core.errors import UserError
 
 from .ap import area_ap, precision_recall, voc07_ap
 from .matching import IGNORED, TP, match_ilsvrc, match_voc

@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 
-from detector.boxes import xyxy_to_xywh
+from core.boxes import xyxy_to_xywh
 
 STAT_NAMES = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large",
               "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large"]

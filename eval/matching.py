@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from detector.boxes import paired_iou
+from core.boxes import paired_iou
 
 TP, FP, IGNORED = 1, 0, -1
 

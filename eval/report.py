@@ -31,11 +31,15 @@ def format_table(results: dict, dataset) -> str:
     lines.append("-" * len(lines[1]))
     lines.append(f"{'mAP':<{width}}  {'':>6}  " + "  ".join(f"{results[n].mAP:>{col}.4f}" for n in names))
     for key in first.stats:
-        if key != "AP":
+        if key != "AP":            # COCOeval's -1 means "no objects of that size": shown as -
             lines.append(f"{key:<{width}}  {'':>6}  "
-                         + "  ".join(f"{results[n].stats[key]:>{col}.4f}" for n in names))
+                         + "  ".join(f"{_stat(results[n].stats[key]):>{col}}" for n in names))
     lines.append(f"{first.num_images} images, {first.num_detections} detections scored")
     return "\n".join(lines)
+
+
+def _stat(value: float) -> str:
+    return "-" if value is None or value < 0 else f"{value:.4f}"
 
 
 def class_breakdown(result, dets) -> list[dict]:
@@ -64,7 +68,7 @@ def save_pr_plots(result, dataset, out_dir: str) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from detector.fileio import atomic_write
+    from core.fileio import atomic_write
 
     os.makedirs(out_dir, exist_ok=True)
     written = []

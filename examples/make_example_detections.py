@@ -13,8 +13,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from detector.datasets import load_dataset  # noqa: E402
-from detector.structures import Detections, write_detections  # noqa: E402
+from core.datasets import load_dataset  # noqa: E402
+from core.structures import Detections, write_detections  # noqa: E402
 
 
 def main():

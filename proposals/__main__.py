@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from detector.errors import run_cli
+from core.errors import run_cli
 
 
 def parse_args(argv=None):
@@ -32,17 +32,18 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s: %(message)s")
     import os
 
-    from detector.config import Config, load_config
-    from detector.datasets import load_dataset
-    from detector.errors import UserError
-    from detector.fileio import write_json
+    from core.config import Config, load_config
+    from core.datasets import load_dataset
+    from core.errors import UserError
+    from core.fileio import write_json
+    from core.images import read_image
 
-    from .cache import ProposalSource
+    from .cache import proposal_source
     from .report import plot_recall, proposal_report
 
     model_dir = None
     if args.model:
-        from ensemble import member_dirs
+        from core.modeldir import member_dirs
         model_dir = member_dirs(args.model)[0]     # an ensemble's members share their proposals
         cfg = load_config(os.path.join(model_dir, "config.yaml"))
     elif args.config:
@@ -56,10 +57,10 @@ def main(argv=None) -> int:
         cfg.proposals.multibox_top_k = args.top_k
     multibox_dir = args.multibox or (os.path.join(model_dir, "multibox") if model_dir else None)
     dataset = load_dataset(args.dataset, args.split)
-    source = ProposalSource(cfg.proposals, args.cache_dir, multibox_dir, args.device, args.workers)
+    source = proposal_source(cfg.proposals, multibox_dir, args.device, args.cache_dir, workers=args.workers)
     paths = [r.path for r in dataset.images]
     source.prepare(paths)
-    boxes, seconds = zip(*(source.get(p) for p in paths)) if paths else ((), ())
+    boxes, seconds = zip(*(source.propose(read_image(p)) for p in paths)) if paths else ((), ())
     report = proposal_report(args.method, [r.boxes for r in dataset.images], list(boxes), list(seconds),
                              [r.labels for r in dataset.images], [dataset.display_name(c) for c in dataset.classes])
     print(report.format())

@@ -23,13 +23,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 
 import numpy as np
 import torch
 from torch import nn
 
-from detector.errors import UserError
+from core.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,7 @@ class MultiBoxNet(nn.Module):
     def __init__(self, shapes: np.ndarray, grid: int, width: float = 0.5, batch_norm: bool = True,
                  stride: int = 32):
         super().__init__()
-        from detector.googlenet import GoogLeNet, out_channels
+        from networks.googlenet import GoogLeNet, out_channels
         self.grid, self.num_shapes = grid, len(shapes)
         # stride 32: the whole trunk (5b); stride 16: up to 4e, the last stride-16 map
         self.last_stage = "5b" if stride >= 32 else "4e"
@@ -188,7 +187,7 @@ def prepare_image(image_rgb: np.ndarray, size: int) -> torch.Tensor:
     boxes are normalized, so stretching is undone when they are mapped back)."""
     import cv2
 
-    from detector.region_classifier import to_tensor
+    from networks.transforms import to_tensor
     return to_tensor(cv2.resize(image_rgb, (size, size), interpolation=cv2.INTER_LINEAR))
 
 
@@ -200,7 +199,7 @@ class MultiBoxData(torch.utils.data.Dataset):
         return len(self.records)
 
     def __getitem__(self, i):
-        from detector.images import read_image
+        from core.images import read_image
         rec = self.records[i]
         image = read_image(rec.path)
         boxes = rec.boxes / [rec.width, rec.height, rec.width, rec.height]
@@ -216,23 +215,19 @@ def _collate(batch):
 
 # ------------------------------------------------------------------------- train / load / run
 def train_multibox(dataset, cfg, out_dir: str, device="cpu", resume: bool = True, max_steps: int | None = None,
-                   progress: bool = True) -> str:
+                   progress: bool = True, hooks=()) -> str:
     """Train MultiBox on ``dataset`` into ``out_dir`` (``multibox.pt`` + ``multibox.json``).
 
     A checkpoint is written each epoch; with ``resume`` a killed run continues from it.
     ``max_steps`` stops early (tests). Returns the model path.
     """
-    from tqdm import tqdm
-
-    from detector import distributed
-    from detector.training import (latest_checkpoint, load_checkpoint, rng_state, save_checkpoint,
-                                   seed_everything, set_rng_state)
+    from core import distributed
+    from networks.engine import Trainer, seed_everything
     os.makedirs(out_dir, exist_ok=True)
     world = distributed.world_size()
     if cfg.batch_size % world:
         raise UserError(f"proposals.multibox.batch_size ({cfg.batch_size}) is the global batch: it must be a "
                         f"multiple of the number of processes ({world})")
-    progress = progress and distributed.is_main()
     generator = seed_everything(cfg.seed)
     device = torch.device(device)
     grid = grid_size(cfg.input_size, cfg.stride)
@@ -240,76 +235,50 @@ def train_multibox(dataset, cfg, out_dir: str, device="cpu", resume: bool = True
                            cfg.seed)
     net = MultiBoxNet(shapes, grid, cfg.width, cfg.batch_norm, cfg.stride).to(device)
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, cfg.lr_steps, 0.1)
-    start_epoch, history = 0, []
-    ckpt_path = os.path.join(out_dir, "checkpoint.pt")
-    if resume and latest_checkpoint(out_dir):
-        state = load_checkpoint(ckpt_path)
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
-        generator.set_state(state["generator"])
-        start_epoch, history = int(state["epoch"]), json.loads(state["history"])
-        log.info("resuming MultiBox from epoch %d", start_epoch)
-        done = os.path.join(out_dir, "multibox.pt")
-        if start_epoch >= cfg.epochs and os.path.exists(done):
-            return done                    # finished: keep the exported weights (and their cache key)
-    model = net
+    # from random initialization the first steps' location gradients are huge: clip them
+    trainer = Trainer(net, opt, out_dir=out_dir, epochs=cfg.epochs, lr=cfg.lr, lr_steps=cfg.lr_steps,
+                      lr_gamma=cfg.lr_gamma, warmup_iters=cfg.warmup_iters, clip_grad=10.0, name="multibox",
+                      device=device, progress=progress, max_steps=max_steps,
+                      extra_state=lambda: {"generator": generator.get_state()},
+                      load_extra_state=lambda state: generator.set_state(state["generator"]), hooks=hooks)
+    done = os.path.join(out_dir, "multibox.pt")
+    if resume and trainer.resume() and trainer.finished and os.path.exists(done):
+        return done                    # finished: keep the exported weights (and their cache key)
     data = MultiBoxData(dataset, cfg.input_size, flip=True)
+    sampler = None
     if distributed.active():
         # each rank takes batch_size / N images of every global batch (DistributedSampler
         # shuffles with the seed and the epoch, the same on every rank)
-        from torch.nn.parallel import DistributedDataParallel
         from torch.utils.data.distributed import DistributedSampler
-        model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
         sampler = DistributedSampler(data, seed=cfg.seed, drop_last=True)
         loader = torch.utils.data.DataLoader(data, batch_size=cfg.batch_size // world, sampler=sampler,
                                              collate_fn=_collate)
     else:
-        sampler = None
         loader = torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, shuffle=True, collate_fn=_collate,
                                              generator=generator, drop_last=False)
-    steps = 0
-    t0 = time.time()
-    for epoch in range(start_epoch, cfg.epochs):
-        net.train()
+
+    def batches(epoch):
         if sampler is not None:
             sampler.set_epoch(epoch)
-        bar = tqdm(loader, desc=f"multibox {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
-        total = n = 0
-        for images, gts in bar:
-            offsets, logits = model(images.to(device))
-            loss, loc, conf = multibox_loss(net, offsets, logits, [g.to(device) for g in gts], cfg.loc_weight,
-                                            cfg.match_on, cfg.match_weight, cfg.positive_iou)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            # from random initialization the first steps' location gradients are huge
-            nn.utils.clip_grad_norm_(net.parameters(), 10.0)
-            opt.step()
-            total, n, steps = total + loss.item(), n + 1, steps + 1
-            bar.set_postfix(loss=f"{loss.item():.3f}", loc=f"{loc.item():.3f}", conf=f"{conf.item():.2f}",
-                            img_s=f"{steps * cfg.batch_size / (time.time() - t0):.1f}")
-            if max_steps and steps >= max_steps:
-                break
-        sched.step()
-        history.append({"epoch": epoch + 1, "loss": total / max(n, 1), "seconds": time.time() - t0})
-        log.info("multibox epoch %d/%d loss %.4f", epoch + 1, cfg.epochs, total / max(n, 1))
-        if distributed.is_main():
-            save_checkpoint(ckpt_path, {"model": net.state_dict(), "optimizer": opt.state_dict(),
-                                        "scheduler": sched.state_dict(), "rng": rng_state(),
-                                        "generator": generator.get_state(), "epoch": epoch + 1,
-                                        "history": json.dumps(history)})
-        if max_steps and steps >= max_steps:
-            break
+        return loader
+
+    def step(model, batch):
+        images, gts = batch
+        offsets, logits = model(images.to(device))
+        loss, loc, conf = multibox_loss(net, offsets, logits, [g.to(device) for g in gts], cfg.loc_weight,
+                                        cfg.match_on, cfg.match_weight, cfg.positive_iou)
+        loss.backward()
+        return {"loss": loss.item(), "loc": loc.item(), "conf": conf.item(), "count": 1}
+
+    history = trainer.fit(batches, step)
     path = export_multibox(net, cfg, out_dir, history) if distributed.is_main() else None
     distributed.barrier()
     return path or os.path.join(out_dir, "multibox.pt")
 
 
 def export_multibox(net, cfg, out_dir, history) -> str:
-    from detector.fileio import write_json
-    from detector.training import save_checkpoint
+    from core.fileio import write_json
+    from networks.engine import save_checkpoint
     path = os.path.join(out_dir, "multibox.pt")
     save_checkpoint(path, {k: v.half() if v.is_floating_point() and k not in ("priors", "shapes") else v
                            for k, v in net.state_dict().items()})
@@ -321,8 +290,8 @@ def export_multibox(net, cfg, out_dir, history) -> str:
 
 def load_multibox(model_dir: str, device="cpu") -> tuple[MultiBoxNet, int]:
     """(network in eval mode, input size) from a directory written by train_multibox."""
-    from detector.region_classifier import for_inference
-    from detector.training import load_checkpoint
+    from networks.engine import load_checkpoint
+    from networks.transforms import for_inference
     meta_path = os.path.join(model_dir, "multibox.json")
     try:
         with open(meta_path) as f:

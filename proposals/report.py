@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from detector.boxes import pairwise_iou
+from core.boxes import pairwise_iou
 
 RECALL_AT = (1, 2, 5, 10, 20, 50, 100, 200, 300, 500, 1000, 2000)
 
@@ -80,7 +80,7 @@ def plot_recall(reports: list[ProposalReport], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from detector.fileio import atomic_write
+    from core.fileio import atomic_write
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for r in reports:
         ns = sorted(r.curve)

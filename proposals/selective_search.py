@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from detector.boxes import remove_small_boxes
+from core.boxes import remove_small_boxes
+from core.errors import UserError
 
 
 def unique_boxes(boxes: np.ndarray) -> np.ndarray:
@@ -33,6 +34,9 @@ def selective_search(image_bgr: np.ndarray, cfg) -> np.ndarray:
         interpolation=cv2.INTER_AREA)
     if small.ndim == 2:
         small = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)
+    if not hasattr(cv2, "ximgproc"):
+        raise UserError("selective search needs OpenCV's contrib modules (cv2.ximgproc is missing): "
+                        "pip uninstall -y opencv-python && pip install opencv-contrib-python")
     ss = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
     ss.setBaseImage(small)
     base_k = int(round(cfg.base_k * cfg.k_scale))

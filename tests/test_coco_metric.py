@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import make_voc, write_image
-from detector.datasets import load_dataset
-from detector.structures import Detections
+from core.datasets import load_dataset
+from core.structures import Detections
 from eval import evaluate
 
 
@@ -54,3 +54,12 @@ def test_agrees_with_pycocotools_on_a_coco_file(tmp_path):
     ours = evaluate(ds, d, "coco")
     np.testing.assert_allclose(list(ours.stats.values()), ev.stats, atol=1e-9)
     assert 0.1 < ours.mAP < 0.95
+    # the same results as a COCO results file: read as they are, the same numbers
+    from core.structures import read_detections
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    read = read_detections(str(tmp_path / "results.json"), category_names=ds.category_names)
+    again = evaluate(ds, read, "coco")
+    np.testing.assert_allclose(list(again.stats.values()), ev.stats, atol=1e-9)
+    from core.errors import UserError
+    with pytest.raises(UserError, match="need a COCO dataset"):
+        read_detections(str(tmp_path / "results.json"))

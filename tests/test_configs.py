@@ -2,13 +2,13 @@
 import pytest
 
 from conftest import ROOT
-from detector.config import Config, config_from_dict, load_config
+from core.config import Config, config_from_dict, load_config
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_recipe_parses(path):
     cfg = load_config(str(path))
-    assert isinstance(cfg, Config) and cfg.data.dataset
+    assert isinstance(cfg, Config) and (cfg.data.dataset or path.name == "default.yaml")
     assert cfg.proposals.method in ("ss", "multibox", "combined")
 
 
@@ -19,7 +19,23 @@ def test_paper_recipe_is_the_paper_setting():
 
 
 def test_types_are_checked():
-    from detector.errors import UserError
+    from core.errors import UserError
     with pytest.raises(UserError, match="train.epochs must be int"):
         config_from_dict({"train": {"epochs": "ten"}})
     assert config_from_dict({"train": {"lr": 1}}).train.lr == 1.0
+
+
+def test_dataset_recipes_are_the_default_plus_overrides(tmp_path):
+    import dataclasses
+    bccd, default = load_config(str(ROOT / "configs" / "bccd.yaml")), load_config(str(ROOT / "configs" / "default.yaml"))
+    assert bccd.proposals.selective_search.max_side == 400 and default.proposals.selective_search.max_side == 500
+    assert bccd.proposals.selective_search.k_scale == default.proposals.selective_search.k_scale == 2.0
+    assert dataclasses.asdict(bccd.model) == dataclasses.asdict(default.model)
+    # a recipe of one's own: base + one key; the base's other keys stay
+    (tmp_path / "mine.yaml").write_text(f"base: {ROOT / 'configs' / 'default.yaml'}\ntrain: {{epochs: 3}}\n")
+    mine = load_config(str(tmp_path / "mine.yaml"))
+    assert mine.train.epochs == 3 and mine.train.lr_steps == default.train.lr_steps
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    from core.errors import UserError
+    with pytest.raises(UserError, match="refer to each other in a circle"):
+        load_config(str(tmp_path / "loop.yaml"))

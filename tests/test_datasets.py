@@ -1,5 +1,6 @@
 import json
 import logging
+import os
 import subprocess
 import sys
 
@@ -7,8 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import BCCD, ROOT, make_voc, needs_bccd, write_image
-from detector.datasets import load_dataset
-from detector.errors import DatasetError
+from core.datasets import load_dataset
+from core.errors import DatasetError
 
 
 def test_voc_basic_classes_sorted_and_flags(tmp_path):
@@ -54,7 +55,7 @@ def test_unreadable_xml_and_unknown_class(tmp_path):
     (root / "Annotations" / "x1.xml").write_text("<annotation><object>")
     with pytest.raises(DatasetError, match=r"x1\.xml: unreadable annotation"):
         load_dataset(str(root), "test")
-    with pytest.raises(DatasetError, match=r"train\.txt: cannot read split file"):
+    with pytest.raises(DatasetError, match=r"train\.txt: no such split \(splits here: test\)"):
         load_dataset(str(root), "train")
     with pytest.raises(DatasetError, match="not a dataset directory"):
         load_dataset(str(tmp_path), "test")
@@ -124,7 +125,56 @@ def test_bccd_reports_its_two_degenerate_boxes():
 
 
 def test_dataset_layer_imports_without_torch():
-    code = ("import sys; import detector.datasets, detector.boxes, detector.structures, eval, eval.matching; "
+    code = ("import sys; import core.datasets, core.boxes, core.structures, core.config, eval, eval.matching; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def to_yolo(voc_root, out, split="test", roboflow=False):
+    """A YOLO copy of a VOC split: data.yaml, images/<split>/, labels/<split>/*.txt."""
+    import shutil
+
+    from core.datasets import load_dataset
+    ds = load_dataset(str(voc_root), split)
+    images = out / (f"{split}/images" if roboflow else f"images/{split}")
+    labels = out / (f"{split}/labels" if roboflow else f"labels/{split}")
+    images.mkdir(parents=True)
+    labels.mkdir(parents=True)
+    for rec in ds.images:
+        shutil.copy(rec.path, images / os.path.basename(rec.path))
+        lines = [f"{k} {(b[0] + b[2]) / 2 / rec.width:.6f} {(b[1] + b[3]) / 2 / rec.height:.6f} "
+                 f"{(b[2] - b[0]) / rec.width:.6f} {(b[3] - b[1]) / rec.height:.6f}"
+                 for b, k in zip(rec.boxes, rec.labels)]
+        (labels / f"{rec.image_id}.txt").write_text("\n".join(lines) + "\n")
+    where = f"../{split}/images" if roboflow else f"images/{split}"
+    (out / "data.yaml").write_text(f"names: {ds.classes}\n{split}: {where}\n")
+    return ds
+
+
+@pytest.mark.parametrize("roboflow", [False, True])
+def test_yolo_layout_reads_back_the_voc_boxes(tmp_path, roboflow):
+    from core.datasets import load_dataset
+    voc = to_yolo(ROOT / "examples" / "bccd_mini", tmp_path / "yolo", roboflow=roboflow)
+    yolo = load_dataset(str(tmp_path / "yolo"), "test")
+    assert yolo.format == "yolo" and yolo.classes == voc.classes
+    assert [r.image_id for r in yolo.images] == [r.image_id for r in voc.images]
+    for a, b in zip(yolo.images, voc.images):
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=0.01)
+        assert a.labels.tolist() == b.labels.tolist()
+    with pytest.raises(DatasetError, match=r"no split 'val' \(splits here: test\)"):
+        load_dataset(str(tmp_path / "yolo"), "val")
+    bad = tmp_path / "yolo" / ("test/labels" if roboflow else "labels/test") / f"{voc.images[0].image_id}.txt"
+    bad.write_text("7 0.5 0.5 0.1 0.1\n")
+    with pytest.raises(DatasetError, match=r"line 1: expected 'class cx cy w h' with a class index below 3"):
+        load_dataset(str(tmp_path / "yolo"), "test")
+
+
+def test_evaluate_reads_a_yolo_dataset(tmp_path, run_script):
+    to_yolo(ROOT / "examples" / "bccd_mini", tmp_path / "yolo")
+    det = ROOT / "examples" / "bccd_mini" / "example_detections.json"
+    a = run_script("evaluate.py", "--dataset", tmp_path / "yolo", "--split", "test", "--detections", det)
+    b = run_script("evaluate.py", "--dataset", ROOT / "examples" / "bccd_mini", "--split", "test", "--detections", det)
+    assert a.returncode == 0, a.stderr
+    mAP = [line for line in a.stdout.splitlines() if line.startswith("mAP")]
+    assert mAP == [line for line in b.stdout.splitlines() if line.startswith("mAP")]

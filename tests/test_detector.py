@@ -46,7 +46,7 @@ def test_polyak_average_follows_a_short_run():
     average near 0.1 (mostly the initialization); the ramped decay keeps it near the end."""
     from torch.optim.swa_utils import AveragedModel
 
-    from detector.trainer import polyak_average_fn
+    from networks.engine import polyak_average_fn
     net = torch.nn.Linear(1, 1, bias=False)
     averaged = {d: AveragedModel(net, multi_avg_fn=polyak_average_fn(d)) for d in (0.999, 0.0)}
     for step in range(1, 201):
@@ -145,7 +145,7 @@ def test_detect_handles_odd_and_bad_images(tmp_path, tiny_model, run_script):
     assert "Traceback" not in out.stderr
     for name in bad:
         assert name in out.stderr
-    assert f"{len(good)} image(s) processed" in out.stdout
+    assert f"{len(good)} input(s) processed" in out.stdout
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == sorted(good)
     from PIL import Image

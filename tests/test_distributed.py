@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from detector import distributed
-from detector.trainer import rank_batches
+from core import distributed
+from detector.fine_tune import rank_batches
 
 
 def test_shard_and_unshard_round_trip(monkeypatch):
@@ -26,7 +26,7 @@ def test_shard_and_unshard_round_trip(monkeypatch):
 
 
 def test_rank_batches_split_every_global_batch(monkeypatch):
-    from detector.errors import UserError
+    from core.errors import UserError
     order = np.array([5, 1, 4, 0, 3, 2, 6])
     assert [b.tolist() for b in rank_batches(order, 2)] == [[5, 1], [4, 0], [3, 2], [6]]
     monkeypatch.setenv("WORLD_SIZE", "2")

@@ -6,7 +6,7 @@ import pytest
 import torch
 import yaml
 
-from detector.errors import UserError
+from core.errors import UserError
 from ensemble import combine_deltas, combine_probs, load_predictor, write_ensemble
 
 P1 = np.array([[0.1, 0.7, 0.2], [0.6, 0.3, 0.1]])
@@ -86,15 +86,15 @@ def test_ensemble_trains_detects_and_evaluates(two_members, shapes_data, run_scr
 
 
 def test_proposals_computed_once_for_all_members(two_members, shapes_data):
-    from detector.images import read_image
-    from detector.inference import DetectionRunner
+    from core.images import read_image
+    from pipeline.runner import DetectionRunner, proposals_for
     predictor = load_predictor(str(two_members / "ens"))
-    runner = DetectionRunner(predictor, str(two_members / "cache"), progress=False)
+    runner = DetectionRunner(predictor, proposals_for(predictor, cache_dir=str(two_members / "cache")), progress=False)
     calls = []
-    real = runner.source.get
-    runner.source.get = lambda *a: calls.append(1) or real(*a)
+    real = runner.proposals.propose
+    runner.proposals.propose = lambda *a: calls.append(1) or real(*a)
     image_path = str(shapes_data / "JPEGImages" / "shape_002.jpg")
-    results = runner.detect(read_image(image_path), image_path, members=True)
+    results = runner.detect(read_image(image_path), "shape_002", members=True)
     assert len(calls) == 1 and set(results) == {"ensemble", "member-0", "member-1"}
 
 
@@ -105,6 +105,9 @@ def test_mismatched_members_are_refused(two_members, tmp_path):
     cfg = yaml.safe_load((other / "config.yaml").read_text())
     cfg["data"]["classes"] = ["box", "circle"]
     (other / "config.yaml").write_text(yaml.safe_dump(cfg))
+    manifest = json.loads((other / "manifest.json").read_text())
+    del manifest["fingerprint"]            # a model directory older than fingerprints: trusted as it is
+    (other / "manifest.json").write_text(json.dumps(manifest))
     write_ensemble(str(tmp_path), [str(ens / "member-0"), str(other)])
     with pytest.raises(UserError, match="must share classes"):
         load_predictor(str(tmp_path))

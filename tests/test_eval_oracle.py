@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from detector.datasets import Dataset, ImageRecord
-from detector.structures import Detections
-from eval import evaluate
+from core.datasets import Dataset, ImageRecord
+from core.structures import Detections
 from devkit_reference import ilsvrc_reference, voc_reference
+from eval import evaluate
 
 CLASSES = ["a", "b", "c"]
 

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from detector.datasets import Dataset, ImageRecord
-from detector.structures import Detections
+from core.datasets import Dataset, ImageRecord
+from core.structures import Detections
 from eval import evaluate
 from eval.ap import area_ap, voc07_ap
 

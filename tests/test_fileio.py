@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from detector.fileio import atomic_write, write_json
+from core.fileio import atomic_write, write_json
 
 
 def test_atomic_write_keeps_the_old_file_on_failure_and_uses_the_usual_mode(tmp_path):

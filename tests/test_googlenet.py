@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from detector.errors import UserError
-from detector.googlenet import GoogLeNet, TorchvisionGoogLeNet, build_googlenet, out_channels
+from core.errors import UserError
+from networks.googlenet import GoogLeNet, TorchvisionGoogLeNet, build_googlenet, out_channels
 
 
 def n_params(m):

@@ -4,10 +4,18 @@ import numpy as np
 import pytest
 import torch
 
-from detector.config import ProposalConfig, SelectiveSearchConfig
-from proposals.cache import ProposalSource, combine
-from proposals.multibox import (MultiBoxNet, kmeans_shapes, make_priors, match, multibox_loss, multibox_proposals,
-                               threshold_matches)
+from core.config import ProposalConfig, SelectiveSearchConfig
+from proposals.cache import proposal_source
+from proposals.generator import union_proposals
+from proposals.multibox import (
+    MultiBoxNet,
+    kmeans_shapes,
+    make_priors,
+    match,
+    multibox_loss,
+    multibox_proposals,
+    threshold_matches,
+)
 from proposals.report import proposal_report
 from proposals.selective_search import selective_search
 
@@ -122,54 +130,111 @@ def test_recall_report_hand_case():
     assert r.curve[1] == (0.5, 0.5) and r.curve[2] == (1.0, 0.5)
 
 
-def test_combined_drops_near_duplicates_and_keeps_multibox_first():
+def test_union_drops_near_duplicates_and_keeps_multibox_first():
     ss = np.array([[0, 0, 10, 10], [50, 50, 80, 80]], np.float32)
     mb = np.array([[0, 0, 10, 10.2], [20, 20, 30, 30]], np.float32)
-    out = combine(ss, mb, 0.9)
+    out = union_proposals(ss, mb, 0.9)
     np.testing.assert_allclose(out, [[0, 0, 10, 10.2], [20, 20, 30, 30], [50, 50, 80, 80]], rtol=1e-6)
 
 
 def test_cache_hit_miss_and_invalidation(tmp_path, monkeypatch):
-    from PIL import Image
-    path = tmp_path / "img.png"
-    Image.fromarray(blobs_image()).save(path)
+    """Keyed by pixels and parameters: a hit is not recomputed, new parameters or an
+    edited image are new entries, the same pixels under another name are one entry."""
+    image = blobs_image()
     calls = []
     import proposals.selective_search as ss_mod
     real = ss_mod.selective_search
     monkeypatch.setattr(ss_mod, "selective_search", lambda *a: calls.append(1) or real(*a))
     cfg = ProposalConfig(method="ss", selective_search=SelectiveSearchConfig(max_side=0, min_size=5))
-    source = ProposalSource(cfg, str(tmp_path / "cache"), workers=1, progress=False)
-    boxes, seconds = source.get(str(path))
+    source = proposal_source(cfg, cache_dir=str(tmp_path / "cache"), workers=1, progress=False)
+    boxes, seconds = source.propose(image)
     assert len(calls) == 1 and len(boxes) > 0 and seconds > 0
-    again, _ = source.get(str(path))                              # hit: not recomputed
+    again, _ = source.propose(image.copy())                       # hit: not recomputed
     assert len(calls) == 1 and np.array_equal(boxes, again)
     cfg.selective_search.min_size = 20                            # new parameters: new entry
-    source2 = ProposalSource(cfg, str(tmp_path / "cache"), workers=1, progress=False)
-    fewer, _ = source2.get(str(path))
+    source2 = proposal_source(cfg, cache_dir=str(tmp_path / "cache"), workers=1, progress=False)
+    fewer, _ = source2.propose(image)
     assert len(calls) == 2 and len(fewer) < len(boxes)
-    st = os.stat(path)
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # image changed: recomputed
-    source2.get(str(path))
+    edited = image.copy()
+    edited[0, 0] = 255 - edited[0, 0]                             # one pixel changed: recomputed
+    source2.propose(edited)
     assert len(calls) == 3
     assert len(list((tmp_path / "cache" / "proposals").iterdir())) == 2
 
 
+def test_no_cache_computes_in_memory_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    cfg = ProposalConfig(method="ss", selective_search=SelectiveSearchConfig(max_side=0, min_size=5))
+    source = proposal_source(cfg, use_cache=False)
+    boxes, _ = source.propose(blobs_image())
+    assert len(boxes) > 0 and not (tmp_path / "xdg").exists()
+
+
 def test_cache_prepare_in_worker_processes(tmp_path):
     from PIL import Image
+
+    from proposals.cache import image_digest
     paths = []
     for k in range(3):
         paths.append(str(tmp_path / f"{k}.png"))
         Image.fromarray(np.roll(blobs_image(), 7 * k, axis=1)).save(paths[-1])
     cfg = ProposalConfig(method="ss", selective_search=SelectiveSearchConfig(max_side=0, min_size=5))
-    source = ProposalSource(cfg, str(tmp_path / "cache"), workers=2, progress=False)
+    source = proposal_source(cfg, cache_dir=str(tmp_path / "cache"), workers=2, progress=False)
     source.prepare(paths)
-    assert all(source.stores["ss"].has(p) for p in paths)
+    keys = [image_digest(np.roll(blobs_image(), 7 * k, axis=1)) for k in range(3)]
+    assert all(source.stores["ss"].has(k) for k in keys)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "empty", "garbage", "nan", "other_key"])
+def test_a_damaged_cache_entry_is_reported_deleted_and_recomputed(tmp_path, caplog, damage):
+    from proposals.cache import image_digest
+    image = blobs_image()
+    cfg = ProposalConfig(method="ss", selective_search=SelectiveSearchConfig(max_side=0, min_size=5))
+    source = proposal_source(cfg, cache_dir=str(tmp_path / "cache"), workers=1, progress=False)
+    boxes, _ = source.propose(image)
+    store = source.stores["ss"]
+    path = store.path(image_digest(image))
+    data = open(path, "rb").read()
+    if damage == "truncate":
+        open(path, "wb").write(data[: len(data) // 2])
+    elif damage == "empty":
+        open(path, "wb").write(b"")
+    elif damage == "garbage":
+        open(path, "wb").write(b"not an archive at all" * 10)
+    elif damage == "nan":
+        bad = boxes.copy()
+        bad[0, 0] = np.nan
+        store.put(image_digest(image), bad, np.zeros(len(bad)), 0.1)
+    else:                                      # another image's entry under this name
+        store.put("0" * 16, boxes[:3], np.zeros(3), 0.1)
+        os.replace(store.path("0" * 16), path)
+    with caplog.at_level("WARNING"):
+        again, _ = source.propose(image)
+    # recomputed: the same boxes (OpenCV ranks them with an unseeded random draw, so not
+    # necessarily in the same order)
+    assert np.array_equal(np.unique(again, axis=0), np.unique(boxes, axis=0))
+    boxes = again
+    assert f"{path} is unreadable" in caplog.text
+    again2, _ = source.propose(image)             # healed: read back without a warning
+    assert np.array_equal(again2, boxes) and caplog.text.count("unreadable") == 1
+
+
+def test_stale_temp_files_are_removed_when_a_store_opens(tmp_path):
+    cfg = ProposalConfig(method="ss", selective_search=SelectiveSearchConfig(max_side=0, min_size=5))
+    source = proposal_source(cfg, cache_dir=str(tmp_path / "cache"), workers=1, progress=False)
+    folder = source.stores["ss"].dir
+    old, fresh = os.path.join(folder, ".abc.npz.1.tmp"), os.path.join(folder, ".def.npz.2.tmp")
+    for p in (old, fresh):
+        open(p, "wb").write(b"partial")
+    os.utime(old, (1, 1))
+    proposal_source(cfg, cache_dir=str(tmp_path / "cache"), workers=1, progress=False)
+    assert not os.path.exists(old) and os.path.exists(fresh)      # a live writer's file is left alone
 
 
 def test_multibox_method_without_model_is_a_clear_error(tmp_path):
-    from detector.errors import UserError
+    from core.errors import UserError
     with pytest.raises(UserError, match="needs a trained MultiBox model"):
-        ProposalSource(ProposalConfig(method="combined"), str(tmp_path))
+        proposal_source(ProposalConfig(method="combined"), cache_dir=str(tmp_path))
 
 
 def test_report_cli_top_k(tmp_path, tiny_model):

@@ -1,6 +1,5 @@
 """The accuracy levers a recipe can switch on: joint box regression, jittered gt
 regions, photometric jitter, flip voting at test time, and --set overrides."""
-import json
 import subprocess
 import sys
 
@@ -9,8 +8,8 @@ import pytest
 import torch
 
 from conftest import ROOT
-from detector.augment import color_jitter, jitter_boxes
-from detector.boxes import pairwise_iou
+from core.boxes import pairwise_iou
+from networks.augment import color_jitter, jitter_boxes
 
 
 def test_jittered_gt_boxes_stay_close_to_their_object_and_inside_the_image():
@@ -34,7 +33,7 @@ def test_color_jitter_is_seeded_and_zero_strength_is_identity():
 
 
 def test_box_loss_reads_the_gt_class_of_foreground_regions_only():
-    from detector.trainer import box_loss
+    from detector.fine_tune import box_loss
     targets = torch.tensor([[0.5, 0.0, 0.0, 0.0], [9.0, 9.0, 9.0, 9.0]])
     labels = torch.tensor([2, 0])                     # region 0 is class 1 (label 2), region 1 background
     deltas = torch.zeros(2, 2, 4)
@@ -53,11 +52,10 @@ def _train(cfg, out, cache, *extra):
 
 
 def test_joint_regressor_with_jitter_trains_and_flip_vote_is_mirror_symmetric(tmp_path, shapes_data):
-    from synthetic import tiny_config
-
+    from core.images import read_image
     from detector.model import DetectorModel
-    from detector.region_classifier import to_tensor
-    from detector.images import read_image
+    from networks.transforms import to_tensor
+    from synthetic import tiny_config
     cfg = tiny_config(tmp_path / "c.yaml", shapes_data, method="ss", epochs=1)
     r = _train(cfg, tmp_path / "m", tmp_path / "cache", "--max-steps", "3", "--set", "model.bbox_regressor=joint",
                "train.gt_jitter=2", "train.color_jitter=0.3", "test.flip_vote=true")

@@ -194,7 +194,7 @@ def build_googlenet(arch: str, num_outputs: int, batch_norm=True, width=1.0,
     """The network a config asks for. ``init``: ``random``, ``imagenet`` (torchvision's
     weights, downloaded where there is internet; arch torchvision only) or the path of
     a ``.pth`` state dict (loaded with weights_only=True; heads of another size skipped)."""
-    from .errors import UserError
+    from core.errors import UserError
     if arch == "torchvision":
         weights = None
         if init == "imagenet":
@@ -219,7 +219,7 @@ def build_googlenet(arch: str, num_outputs: int, batch_norm=True, width=1.0,
 
 def load_partial_state(net: nn.Module, path: str) -> None:
     """Load a state dict, skipping tensors whose shapes differ (e.g. another class count)."""
-    from .errors import UserError
+    from core.errors import UserError
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, ValueError) as exc:

@@ -10,9 +10,19 @@ PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30
 
 
 def draw_detections(image_rgb: np.ndarray, boxes, scores, labels, class_names, path: str) -> None:
-    from PIL import Image, ImageDraw, ImageFont
+    """Write the image with the detections drawn on it to ``path`` (JPEG or PNG)."""
+    from PIL import Image
 
     from .fileio import atomic_write
+    im = Image.fromarray(render_detections(image_rgb, boxes, scores, labels, class_names))
+    fmt = "PNG" if os.path.splitext(path)[1].lower() == ".png" else "JPEG"
+    with atomic_write(path, "wb") as f:
+        im.save(f, format=fmt, quality=92)
+
+
+def render_detections(image_rgb: np.ndarray, boxes, scores, labels, class_names) -> np.ndarray:
+    """A copy of ``image_rgb`` (H, W, 3) with boxes, class names and scores drawn, best on top."""
+    from PIL import Image, ImageDraw, ImageFont
     im = Image.fromarray(image_rgb)
     draw = ImageDraw.Draw(im)
     font = ImageFont.load_default()
@@ -26,6 +36,4 @@ def draw_detections(image_rgb: np.ndarray, boxes, scores, labels, class_names, p
         ty = y1 - (ty2 - ty1) - 2 if y1 - (ty2 - ty1) - 2 >= 0 else y1
         draw.rectangle([x1, ty, x1 + (tx2 - tx1) + 4, ty + (ty2 - ty1) + 2], fill=colour)
         draw.text((x1 + 2, ty), text, fill=(255, 255, 255), font=font)
-    fmt = "PNG" if os.path.splitext(path)[1].lower() == ".png" else "JPEG"
-    with atomic_write(path, "wb") as f:
-        im.save(f, format=fmt, quality=92)
+    return np.asarray(im)

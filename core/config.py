@@ -7,6 +7,7 @@ the resolved config (``config.yaml``) so that it runs without the recipe.
 from __future__ import annotations
 
 import dataclasses
+import os
 import typing
 from dataclasses import dataclass, field
 
@@ -18,8 +19,8 @@ class DataConfig:
     dataset: str = ""                  # dataset root (VOC / ILSVRC DET / COCO layout)
     format: str = "auto"
     train_split: str = "train"
-    val_split: str = "val"
-    test_split: str = "test"
+    val_split: str = "val"             # model selection (train.eval_every); never the test split
+    test_split: str = "test"           # what the bundled figures are measured on
     classes: list[str] | None = None   # None: from the data (sorted)
     synsets: str | None = None         # ILSVRC synset map
 
@@ -53,6 +54,8 @@ class MultiBoxConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     lr_steps: list[int] = field(default_factory=lambda: [40, 52])
+    lr_gamma: float = 0.1
+    warmup_iters: int = 0
     seed: int = 0
 
 
@@ -113,6 +116,8 @@ class TrainConfig:
     gt_jitter: int = 0                 # jittered copies of every gt box added to an image's proposals
     color_jitter: float = 0.0          # photometric jitter strength (brightness, contrast, saturation)
     num_threads: int = 0               # 0: torch default
+    eval_every: int = 0                # validation mAP every N epochs, best epoch kept (0: off)
+    early_stop: int = 0                # stop after N validations without improvement (0: never)
 
 
 @dataclass
@@ -178,20 +183,77 @@ def _check(hint, value, key, source):
     if typing.get_origin(base) is list or base is list:
         if not isinstance(value, list):
             raise UserError(f"{source}: {key} must be a list, got {value!r}")
+        element = (typing.get_args(base) or (None,))[0]
+        if element is not None:
+            return [_check(element, v, f"{key}[{i}]", source) for i, v in enumerate(value)]
         return list(value)
     if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if base is float and isinstance(value, str):    # YAML 1.1 reads 1e-3 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if base in (int, str, bool) and type(value) is base:
         return value
     raise UserError(f"{source}: {key} must be {getattr(base, '__name__', base)}, got {value!r}")
 
 
+# (section, key): (lowest, highest, whether the lowest is allowed); None = unbounded
+RANGES = {
+    ("train", "epochs"): (1, None, True), ("train", "lr"): (0, None, False),
+    ("train", "images_per_batch"): (1, None, True), ("train", "rois_per_image"): (1, None, True),
+    ("train", "fg_fraction"): (0, 1, False), ("train", "momentum"): (0, 1, True),
+    ("train", "weight_decay"): (0, None, True), ("train", "lr_gamma"): (0, 1, False),
+    ("train", "warmup_iters"): (0, None, True), ("train", "ema_decay"): (0, 1, True),
+    ("train", "aux_weight"): (0, None, True), ("train", "bbox_loss_weight"): (0, None, True),
+    ("train", "gt_jitter"): (0, None, True), ("train", "color_jitter"): (0, 1, True),
+    ("train", "eval_every"): (0, None, True), ("train", "early_stop"): (0, None, True),
+    ("train", "lr_steps"): (0, None, True), ("train", "scale_jitter"): (1, None, True),
+    ("multibox", "epochs"): (1, None, True), ("multibox", "lr"): (0, None, False),
+    ("multibox", "batch_size"): (1, None, True), ("multibox", "num_boxes"): (1, None, True),
+    ("multibox", "input_size"): (16, None, True), ("multibox", "stride"): (1, None, True),
+    ("multibox", "width"): (0, None, False), ("multibox", "lr_steps"): (0, None, True),
+    ("model", "width"): (0, None, False), ("model", "image_scale"): (16, None, True),
+    ("model", "max_image_side"): (16, None, True), ("model", "roi_size"): (1, None, True),
+    ("model", "roi_sampling"): (0, None, True), ("model", "input_size"): (16, None, True),
+    ("test", "score_threshold"): (0, 1, True), ("test", "nms_iou"): (0, 1, True),
+    ("test", "max_per_image"): (1, None, True), ("test", "batch_regions"): (1, None, True),
+    ("proposals", "multibox_top_k"): (1, None, True),
+    ("selective_search", "max_side"): (0, None, True), ("selective_search", "top_n"): (1, None, True),
+}
+
+
+def _validate(cfg: Config, source: str) -> None:
+    """Ranges (one line naming the key), and class names that are unique."""
+    sections = {"train": cfg.train, "multibox": cfg.proposals.multibox, "model": cfg.model, "test": cfg.test,
+                "proposals": cfg.proposals, "selective_search": cfg.proposals.selective_search}
+    for (section, key), (low, high, low_ok) in RANGES.items():
+        value = getattr(sections[section], key)
+        where = "proposals.multibox" if section == "multibox" else (
+            "proposals.selective_search" if section == "selective_search" else section)
+        for v in value if isinstance(value, list) else [value]:
+            if (low is not None and (v < low or (v == low and not low_ok))) or (high is not None and v > high):
+                bound = (f">= {low}" if low_ok else f"> {low}") + (f" and <= {high}" if high is not None else "")
+                raise UserError(f"{source}: {where}.{key} = {value!r}; it must be {bound}")
+    classes = cfg.data.classes or []
+    twice = sorted({c for c in classes if classes.count(c) > 1})
+    if twice:
+        raise UserError(f"{source}: data.classes names {', '.join(map(repr, twice))} more than once")
+
+
 def config_from_dict(values: dict, source: str = "<config>") -> Config:
-    return _build(Config, values or {}, "", source)
+    cfg = _build(Config, values or {}, "", source)
+    _validate(cfg, source)
+    return cfg
 
 
-def load_config(path: str, overrides: dict | None = None) -> Config:
+def _read_yaml(path: str, seen: tuple = ()) -> dict:
+    """A recipe's values, with ``base: other.yaml`` (relative to the recipe) merged
+    under them: a dataset recipe is the default recipe plus a few overrides."""
     import yaml
+    if os.path.abspath(path) in seen:
+        raise UserError(f"{path}: 'base' recipes refer to each other in a circle")
     try:
         with open(path) as f:
             values = yaml.safe_load(f) or {}
@@ -199,6 +261,28 @@ def load_config(path: str, overrides: dict | None = None) -> Config:
         raise UserError(f"{path}: cannot read config ({exc.strerror})") from None
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(values, dict):
+        raise UserError(f"{path}: a recipe is a mapping of sections, got {type(values).__name__}")
+    base = values.pop("base", None)
+    if base is None:
+        return values
+    if not isinstance(base, str):
+        raise UserError(f"{path}: base must be a file name, got {base!r}")
+    merged = _read_yaml(os.path.join(os.path.dirname(os.path.abspath(path)), base), seen + (os.path.abspath(path),))
+    _merge(merged, values)
+    return merged
+
+
+def _merge(into: dict, values: dict) -> None:
+    for k, v in values.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _merge(into[k], v)
+        else:
+            into[k] = v
+
+
+def load_config(path: str, overrides: dict | None = None) -> Config:
+    values = _read_yaml(path)
     for dotted, value in (overrides or {}).items():
         node = values
         *parents, last = dotted.split(".")

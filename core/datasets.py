@@ -1,4 +1,4 @@
-"""The dataset layer every stage reads: VOC XML, ILSVRC DET and COCO JSON.
+"""The dataset layer every stage reads: VOC XML, ILSVRC DET, COCO JSON and YOLO txt.
 
 A :class:`Dataset` is a list of :class:`ImageRecord` (image path, size and its gt boxes)
 plus the class list and, for ILSVRC, the blacklist of image/class pairs that evaluation
@@ -30,7 +30,7 @@ from .errors import DatasetError
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("voc", "ilsvrc", "coco")
+FORMATS = ("voc", "ilsvrc", "coco", "yolo")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".JPEG", ".JPG", ".PNG")
 
 
@@ -67,6 +67,7 @@ class Dataset:
     blacklist: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))
     warnings: list[str] = field(default_factory=list)
     coco_json: str | None = None            # the source JSON, for the coco metric
+    category_names: dict[int, str] = field(default_factory=dict)   # COCO category id -> class
 
     def __len__(self) -> int:
         return len(self.images)
@@ -96,6 +97,8 @@ class Dataset:
 def detect_format(root: str) -> str:
     if os.path.isfile(root) and root.endswith(".json"):
         return "coco"
+    if os.path.isfile(os.path.join(root, "data.yaml")):
+        return "yolo"
     if os.path.isdir(os.path.join(root, "Annotations", "DET")):
         return "ilsvrc"
     if os.path.isdir(os.path.join(root, "Annotations")):
@@ -104,7 +107,7 @@ def detect_format(root: str) -> str:
         return "coco"
     raise DatasetError(
         f"{root}: not a dataset directory (expected VOC 'Annotations/' + 'ImageSets/Main/', "
-        "ILSVRC 'Annotations/DET/', or COCO 'annotations/*.json')")
+        "ILSVRC 'Annotations/DET/', COCO 'annotations/*.json', or YOLO 'data.yaml')")
 
 
 def load_dataset(root: str, split: str, classes: list[str] | None = None, fmt: str = "auto",
@@ -125,17 +128,78 @@ def load_dataset(root: str, split: str, classes: list[str] | None = None, fmt: s
         return load_ilsvrc(root, split, classes, synsets=synsets, blacklist=blacklist)
     if fmt == "coco":
         return load_coco(root, split, classes, image_root=image_root)
+    if fmt == "yolo":
+        return load_yolo(root, split, classes)
     raise DatasetError(f"unknown dataset format {fmt!r} (choose from {', '.join(FORMATS)})")
 
 
+def split_exists(root: str, split: str, fmt: str = "auto") -> bool:
+    """Whether ``split`` can be read at ``root`` (VOC/ILSVRC split file, COCO json, YOLO data.yaml key)."""
+    fmt = detect_format(root) if fmt == "auto" else fmt
+    if fmt == "yolo":
+        try:
+            _yolo_split_dir(root, split)
+            return True
+        except DatasetError:
+            return False
+    if fmt == "voc":
+        return os.path.isfile(os.path.join(root, "ImageSets", "Main", f"{split}.txt"))
+    if fmt == "ilsvrc":
+        return os.path.isfile(os.path.join(root, "ImageSets", "DET", f"{split}.txt"))
+    return os.path.isfile(os.path.join(root, "annotations", f"instances_{split}.json"))
+
+
+def _subset(dataset: Dataset, keep: list[int], split: str) -> Dataset:
+    import dataclasses
+    return dataclasses.replace(dataset, split=split, images=[dataset.images[i] for i in keep],
+                               blacklist=np.zeros((0, 2), np.int64), warnings=list(dataset.warnings))
+
+
+def split_dataset(dataset: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """(the rest, a seeded ``fraction`` of the images), both in the original order."""
+    rng = np.random.default_rng(seed)
+    n = len(dataset.images)
+    held = set(rng.choice(n, max(1, int(round(n * fraction))), replace=False).tolist())
+    rest = [i for i in range(n) if i not in held]
+    return (_subset(dataset, rest, dataset.split),
+            _subset(dataset, sorted(held), f"{dataset.split}-held-out"))
+
+
+def subsample(dataset: Dataset, limit: int, seed: int = 0) -> Dataset:
+    """At most ``limit`` images, a seeded choice in the original order."""
+    if len(dataset.images) <= limit:
+        return dataset
+    keep = sorted(np.random.default_rng(seed).choice(len(dataset.images), limit, replace=False).tolist())
+    return _subset(dataset, keep, dataset.split)
+
+
 # ------------------------------------------------------------------ shared helpers
-def read_split(path: str) -> list[list[str]]:
-    """Lines of an ImageSets file, split on white space (blank lines dropped)."""
+def read_split(path: str, is_split: bool = True) -> list[list[str]]:
+    """Lines of an ImageSets file, split on white space (blank lines dropped). For a
+    split (``is_split``) a missing file names the splits that exist, and an empty one or
+    an id listed twice (its objects would count twice) is an error."""
     try:
         with open(path) as f:
-            return [line.split() for line in f if line.strip()]
+            lines = [line.split() for line in f if line.strip()]
+    except FileNotFoundError:
+        if not is_split:
+            raise DatasetError(f"{path}: no such file") from None
+        folder = os.path.dirname(path)
+        have = sorted(os.path.splitext(n)[0] for n in os.listdir(folder) if n.endswith(".txt")) \
+            if os.path.isdir(folder) else []
+        raise DatasetError(f"{path}: no such split (splits here: {', '.join(have) or 'none'})") from None
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read split file ({exc.strerror})") from None
+    if not is_split:
+        return lines
+    if not lines:
+        raise DatasetError(f"{path}: the split lists no images")
+    seen = set()
+    for line in lines:
+        if line[0] in seen:
+            raise DatasetError(f"{path}: image id {line[0]!r} is listed twice")
+        seen.add(line[0])
+    return lines
 
 
 @dataclass
@@ -190,9 +254,16 @@ def _image_size(path: str) -> tuple[int, int]:
 
 def _make_record(image_id, path, width, height, objects, class_index, source, warnings,
                  allow_new_classes):
-    """Validate raw objects into an ImageRecord (the degenerate/clip/unknown rules)."""
-    if width <= 0 or height <= 0:
-        width, height = _image_size(path)
+    """Validate raw objects into an ImageRecord (the degenerate/clip/unknown rules). The
+    image's own header gives its size: an annotation whose <size> disagrees is warned
+    about (boxes are then clipped to the real image, and flips use the real width)."""
+    real_w, real_h = _image_size(path)
+    if width > 0 and height > 0 and (width, height) != (real_w, real_h):
+        msg = (f"{source}: <size> says {int(width)}x{int(height)} but {os.path.basename(path)} is "
+               f"{real_w}x{real_h}; using the image's size")
+        warnings.append(msg)
+        log.warning(msg)
+    width, height = real_w, real_h
     keep, labels = [], []
     for k, obj in enumerate(objects):
         if obj.name not in class_index:
@@ -284,7 +355,7 @@ def _devkit_file(root: str, pattern: str) -> str | None:
 def read_synset_map(path: str) -> tuple[list[str], dict[str, str]]:
     """``map_det.txt``-style file: lines ``<wnid> [<index>] <readable name ...>``."""
     wnids, names = [], {}
-    for k, parts in enumerate(read_split(path)):
+    for k, parts in enumerate(read_split(path, is_split=False)):
         if len(parts) < 2:
             raise DatasetError(f"{path}: line {k + 1}: expected '<wnid> [index] <name>'")
         wnid = parts[0]
@@ -334,7 +405,7 @@ def load_ilsvrc(root: str, split: str, classes: list[str] | None = None,
     if blacklist:
         cidx = {c: i for i, c in enumerate(class_list)}
         rows = []
-        for n, parts in enumerate(read_split(blacklist)):
+        for n, parts in enumerate(read_split(blacklist, is_split=False)):
             if len(parts) != 2 or not parts[0].isdigit():
                 raise DatasetError(f"{blacklist}: line {n + 1}: expected '<image index> <wnid>'")
             if int(parts[0]) in index_of and parts[1] in cidx:
@@ -391,4 +462,94 @@ def load_coco(root: str, split: str, classes: list[str] | None = None,
     if missing:
         raise _missing_images_error(image_root, missing)
     return Dataset(root=root, split=split, format="coco", classes=list(class_index),
-                   images=images, warnings=warnings, coco_json=json_path)
+                   images=images, warnings=warnings, coco_json=json_path, category_names=cat_name)
+
+
+# ------------------------------------------------------------------ YOLO
+YOLO_SPLIT_ALIASES = {"val": ("val", "valid"), "valid": ("valid", "val")}
+
+
+def _yolo_meta(root: str) -> dict:
+    import yaml
+    path = os.path.join(root, "data.yaml")
+    try:
+        with open(path) as f:
+            meta = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise DatasetError(f"{path}: cannot read ({exc})") from None
+    names = meta.get("names")
+    if isinstance(names, dict):                       # {0: cat, 1: dog}
+        names = [names[k] for k in sorted(names)]
+    if not isinstance(names, list) or not names:
+        raise DatasetError(f"{path}: 'names' must list the class names")
+    meta["names"] = [str(n) for n in names]
+    return meta
+
+
+def _yolo_split_dir(root: str, split: str) -> str:
+    meta = _yolo_meta(root)
+    key = next((k for k in YOLO_SPLIT_ALIASES.get(split, (split,)) if meta.get(k)), None)
+    if key is None:
+        have = [k for k in ("train", "val", "valid", "test") if meta.get(k)]
+        raise DatasetError(f"{os.path.join(root, 'data.yaml')}: no split {split!r} (splits here: {', '.join(have)})")
+    base = meta.get("path") or root
+    base = base if os.path.isabs(base) else os.path.join(root, base)
+    folder = os.path.normpath(os.path.join(base, str(meta[key])))
+    if not os.path.isdir(folder):                     # Roboflow exports write ../train/images from a subfolder
+        alt = os.path.normpath(os.path.join(root, str(meta[key]).replace("../", "", 1)))
+        if os.path.isdir(alt):
+            folder = alt
+        else:
+            raise DatasetError(f"{os.path.join(root, 'data.yaml')}: split {split!r} points at {folder}, "
+                               f"which is not a folder")
+    return folder
+
+
+def load_yolo(root: str, split: str, classes: list[str] | None = None) -> Dataset:
+    """YOLO txt (ultralytics, Roboflow exports): ``data.yaml`` with ``names`` and one image
+    folder per split; labels in the parallel ``labels/`` folder, one ``<stem>.txt`` per
+    image with lines ``class cx cy w h`` normalized to [0, 1]. Image ids are file stems;
+    boxes come back in pixels (the image header gives the size). An image without a
+    label file has no objects."""
+    meta = _yolo_meta(root)
+    names = meta["names"]
+    image_dir = _yolo_split_dir(root, split)
+    parts = image_dir.split(os.sep)              # .../images/<split> -> .../labels/<split> (the last "images")
+    if "images" in parts:
+        parts[len(parts) - 1 - parts[::-1].index("images")] = "labels"
+    label_dir = os.sep.join(parts)
+    files = sorted(f for f in os.listdir(image_dir) if os.path.splitext(f)[1] in IMAGE_EXTENSIONS)
+    if not files:
+        raise DatasetError(f"{image_dir}: split {split!r} has no images")
+    class_index = {c: i for i, c in enumerate(classes or names)}
+    warnings: list[str] = []
+    images, seen = [], set()
+    for name in files:
+        stem = os.path.splitext(name)[0]
+        if stem in seen:
+            raise DatasetError(f"{image_dir}: two images share the id {stem!r} (file names differ only in extension)")
+        seen.add(stem)
+        path = os.path.join(image_dir, name)
+        width, height = _image_size(path)
+        label_path = os.path.join(label_dir, stem + ".txt")
+        objects = []
+        if os.path.exists(label_path):
+            with open(label_path) as f:
+                for n, line in enumerate(f):
+                    fields = line.split()
+                    if not fields:
+                        continue
+                    try:
+                        k, cx, cy, w, h = int(fields[0]), *map(float, fields[1:5])
+                        if len(fields) < 5 or not 0 <= k < len(names):
+                            raise ValueError
+                    except (ValueError, TypeError):
+                        raise DatasetError(f"{label_path}: line {n + 1}: expected 'class cx cy w h' with a class "
+                                           f"index below {len(names)}, got {line.strip()!r}") from None
+                    objects.append(_RawObject(names[k], [(cx - w / 2) * width, (cy - h / 2) * height,
+                                                         (cx + w / 2) * width, (cy + h / 2) * height]))
+        images.append(_make_record(stem, path, width, height, objects, class_index, label_path, warnings,
+                                   allow_new_classes=False))
+    return Dataset(root=root, split=split, format="yolo", classes=list(class_index), images=images,
+                   warnings=warnings)
+

@@ -19,51 +19,27 @@ import time
 import numpy as np
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel
 
-from . import distributed
-from .boxes import encode, pairwise_iou
-from .errors import UserError
-from .fileio import write_json
+from core import distributed
+from core.boxes import encode, pairwise_iou
+from core.errors import UserError
+from core.fileio import atomic_write, write_json
+from core.images import read_image
+from networks.augment import color_jitter, jitter_boxes
+from networks.engine import Trainer, save_checkpoint, seed_everything, set_threads
+from networks.transforms import resize_tensor, shared_scale, to_tensor, warp_regions
+
 from .heads import BBOX_WEIGHTS, fit_bbox_regressors, fit_svms
-from .augment import color_jitter, jitter_boxes
-from .images import read_image
-from .region_classifier import RegionClassifier, resize_tensor, shared_scale, to_tensor, warp_regions
+from .region_classifier import RegionClassifier
 from .sampling import flip_boxes, label_regions, sample_regions
-from .training import (latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, seed_everything,
-                       set_rng_state, set_threads)
 
 log = logging.getLogger(__name__)
-
-
-def polyak_average_fn(decay: float):
-    """The test-time weights' update, for AveragedModel: an exponential moving average
-    whose decay ramps up as min(decay, (1 + n) / (10 + n)) over the n updates so far
-    (TensorFlow's ExponentialMovingAverage with num_updates, as the Inception recipes
-    used it). With a fixed 0.999, a 1,000-step run would keep a third of its random
-    initialization in the average; the ramp keeps the average near the recent weights.
-    ``decay`` 0 turns averaging off (the last weights are used)."""
-    @torch.no_grad()
-    def update(averaged: list, current: list, n_averaged) -> None:
-        n = float(n_averaged)
-        d = min(decay, (1 + n) / (10 + n))
-        if torch.is_floating_point(averaged[0]):
-            torch._foreach_lerp_(averaged, current, 1 - d)
-        else:                                   # integer buffers (BN's batch counter)
-            for a, c in zip(averaged, current):
-                a.copy_(c)
-    return update
-
-
-def lr_factor(iteration: int, epoch: int, tc) -> float:
-    warm = min(1.0, (iteration + 1) / tc.warmup_iters) if tc.warmup_iters else 1.0
-    return warm * tc.lr_gamma ** sum(epoch >= s for s in tc.lr_steps)
 
 
 def _training_targets(rec, source, flip: bool):
     """Image, proposals and gt for one training image (flipped if asked)."""
     image = read_image(rec.path)
-    proposals, _ = source.get(rec.path, image)
+    proposals, _ = source.propose(image)
     keep = ~rec.difficult
     gt_boxes, gt_labels = rec.boxes[keep], rec.labels[keep]
     if flip:
@@ -128,93 +104,66 @@ def rank_batches(order: np.ndarray, images_per_batch: int) -> list[np.ndarray]:
 
 
 def train_classifier(dataset, cfg, source, out_dir: str, device="cpu", resume: bool = False,
-                     max_steps: int | None = None, progress: bool = True) -> None:
-    """Fine-tune on ``dataset`` into ``out_dir``; under torchrun, with
-    DistributedDataParallel (rank 0 writes the checkpoints and the model dir)."""
-    from tqdm import tqdm
+                     max_steps: int | None = None, progress: bool = True, hooks=()) -> None:
+    """Fine-tune on ``dataset`` into ``out_dir`` with the training engine
+    (networks/engine.py); under torchrun, with DistributedDataParallel (rank 0 writes the
+    checkpoints and the model dir). ``source``: proposals (``propose(image_rgb)``)."""
     tc = cfg.train
     set_threads(tc.num_threads)
     seed_everything(tc.seed)
     rng = np.random.default_rng(tc.seed)       # the image order: the same on every rank
-    num_classes = len(dataset.classes)
     device = torch.device(device)
-    net = RegionClassifier(cfg.model, num_classes).to(device)
-    ema = AveragedModel(net, multi_avg_fn=polyak_average_fn(tc.ema_decay), use_buffers=True)
-    model = net
-    if distributed.active():
-        from torch.nn.parallel import DistributedDataParallel
-        model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    net = RegionClassifier(cfg.model, len(dataset.classes)).to(device)
     opt = torch.optim.SGD(net.parameters(), lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
-    start_epoch, iteration, history, seconds = 0, 0, [], 0.0
-    ckpt = os.path.join(out_dir, "checkpoint.pt")
-    if resume and latest_checkpoint(out_dir):
-        state = load_checkpoint(ckpt, device)
-        net.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"])
+
+    recipe = training_recipe(cfg)
+
+    def load_order_state(state):
+        if "recipe" in state:
+            check_same_recipe(json.loads(state["recipe"]), recipe, os.path.join(out_dir, "checkpoint.pt"))
         rng.bit_generator.state = json.loads(state["np_rng"])
-        start_epoch, iteration = int(state["epoch"]), int(state["iteration"])
-        history, seconds = json.loads(state["history"]), float(state["seconds"])
-        log.info("resuming %s from epoch %d", out_dir, start_epoch)
-        if start_epoch >= tc.epochs and all(os.path.exists(os.path.join(out_dir, f)) for f in ("model.pt", "heads.npz")):
-            log.info("%s is already trained", out_dir)
-            return
 
-    steps = 0
-    progress = progress and distributed.is_main()
-    for epoch in range(start_epoch, tc.epochs):
-        net.train()
-        t0 = time.time()
-        batches = rank_batches(rng.permutation(len(dataset.images)), tc.images_per_batch)
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not progress, leave=False)
-        totals = np.zeros(3)                    # loss, accuracy, images
-        for batch in bar:
-            for g in opt.param_groups:
-                g["lr"] = tc.lr * lr_factor(iteration, epoch, tc)
-            opt.zero_grad(set_to_none=True)
-            stats = np.zeros(3)
-            for k, idx in enumerate(batch):
-                # gradients are averaged across processes once per step, after the last image
-                sync = k == len(batch) - 1 or model is net
-                with contextlib.nullcontext() if sync else model.no_sync():
-                    loss, acc = _image_loss(model, dataset.images[idx], source, cfg,
-                                            image_rng(tc.seed, epoch, int(idx)), device)
-                    if not torch.isfinite(loss):
-                        raise UserError(f"training diverged at epoch {epoch + 1} (loss {loss.item()}); lower "
-                                        f"train.lr and --resume from the last checkpoint")
-                    (loss / len(batch)).backward()
-                stats += [loss.item(), acc.item(), 1]
-            opt.step()
-            ema.update_parameters(net)
-            iteration, steps = iteration + 1, steps + 1
-            totals += stats
-            bar.set_postfix(loss=f"{stats[0] / stats[2]:.3f}", acc=f"{stats[1] / stats[2]:.2f}",
-                            lr=f"{opt.param_groups[0]['lr']:.4f}",
-                            img_s=f"{totals[2] * distributed.world_size() / max(time.time() - t0, 1e-9):.2f}")
-            if max_steps and steps >= max_steps:
-                break
-        seconds += time.time() - t0
-        totals = np.sum(distributed.gather(totals), axis=0)
-        n = max(totals[2], 1)
-        history.append({"epoch": epoch + 1, "loss": totals[0] / n, "accuracy": totals[1] / n,
-                        "seconds": round(seconds, 1)})
-        log.info("epoch %d/%d: loss %.4f, region accuracy %.3f, %.0f s", epoch + 1, tc.epochs,
-                 totals[0] / n, totals[1] / n, time.time() - t0)
-        if distributed.is_main():
-            save_checkpoint(ckpt, {"model": net.state_dict(), "ema": ema.state_dict(),
-                                   "optimizer": opt.state_dict(), "rng": rng_state(),
-                                   "np_rng": json.dumps(rng.bit_generator.state), "epoch": epoch + 1,
-                                   "iteration": iteration, "history": json.dumps(history), "seconds": seconds})
-        if max_steps and steps >= max_steps:
-            break
+    trainer = Trainer(net, opt, out_dir=out_dir, epochs=tc.epochs, lr=tc.lr, lr_steps=tc.lr_steps,
+                      lr_gamma=tc.lr_gamma, warmup_iters=tc.warmup_iters, ema_decay=tc.ema_decay,
+                      name="classifier", device=device, progress=progress, max_steps=max_steps,
+                      extra_state=lambda: {"np_rng": json.dumps(rng.bit_generator.state),
+                                           "recipe": json.dumps(recipe)},
+                      load_extra_state=load_order_state, hooks=hooks)
+    if resume and trainer.resume() and trainer.finished and all(
+            os.path.exists(os.path.join(out_dir, f)) for f in ("model.pt", "heads.npz")):
+        log.info("%s is already trained", out_dir)
+        return
 
-    test_net = ema.module.eval()
+    def batches(epoch):
+        return [(epoch, b) for b in rank_batches(rng.permutation(len(dataset.images)), tc.images_per_batch)]
+
+    def step(model, epoch_and_batch):
+        epoch, batch = epoch_and_batch
+        stats = {"loss": 0.0, "accuracy": 0.0, "count": 0}
+        for k, idx in enumerate(batch):
+            # gradients are averaged across processes once per step, after the last image
+            sync = k == len(batch) - 1 or model is net
+            with contextlib.nullcontext() if sync else model.no_sync():
+                loss, acc = _image_loss(model, dataset.images[idx], source, cfg,
+                                        image_rng(tc.seed, epoch, int(idx)), device)
+                if not torch.isfinite(loss):
+                    return {"loss": float("nan"), "count": 1}
+                (loss / len(batch)).backward()
+            stats["loss"] += loss.item()
+            stats["accuracy"] += acc.item()
+            stats["count"] += 1
+        return stats
+
+    trainer.fit(batches, step)
+    test_net = trainer.averaged.eval()
+    for hook in hooks:                  # e.g. validation puts in the best epoch's weights
+        if hasattr(hook, "finish"):
+            hook.finish(test_net, trainer.history)
     t = time.time()
     heads = fit_heads(test_net, dataset, source, cfg, device, progress)
-    seconds += time.time() - t
+    seconds = trainer.seconds + time.time() - t
     if distributed.is_main():
-        save_model_dir(out_dir, test_net, heads, cfg, dataset, history, seconds)
+        save_model_dir(out_dir, test_net, heads, cfg, dataset, trainer.history, seconds)
     distributed.barrier()
 
 
@@ -314,24 +263,55 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def training_recipe(cfg) -> dict:
+    """The settings a checkpoint's weights depend on, flattened (``train.lr``: 0.01, ...):
+    all but the test-time ones and the dataset's location."""
+    from core.config import config_to_dict
+    flat = {}
+
+    def walk(prefix, node):
+        for k, v in node.items():
+            key = f"{prefix}.{k}" if prefix else k
+            if isinstance(v, dict):
+                walk(key, v)
+            else:
+                flat[key] = v
+    d = config_to_dict(cfg)
+    d.pop("test", None)
+    d["data"].pop("dataset", None)
+    walk("", d)
+    return flat
+
+
+def check_same_recipe(saved: dict, current: dict, checkpoint: str) -> None:
+    """``--resume`` continues the run it finds, not another one."""
+    differ = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k)
+                    and k not in ("train.epochs", "train.lr_steps", "train.eval_every", "train.early_stop"))
+    if differ:
+        shown = ", ".join(f"{k} ({saved.get(k)!r} -> {current.get(k)!r})" for k in differ[:5])
+        raise UserError(f"{checkpoint}: --resume with another recipe than the checkpoint's: {shown}"
+                        f"{' ...' if len(differ) > 5 else ''}; train into a new --out, or drop --resume to start over")
+
+
 def save_model_dir(out_dir, net: RegionClassifier, heads: dict, cfg, dataset, history, seconds) -> None:
-    """Weights (fp16, no auxiliary heads: they are training-only), heads, manifest."""
-    from .fileio import atomic_write
+    """Weights (fp16, no auxiliary heads: they are training-only), heads, a fresh
+    manifest with the fingerprint that loading checks, and config.yaml last: a run that
+    dies half-way leaves either the old model or a model.pt its config does not vouch
+    for (refused on load), never a silently mixed directory."""
+    from core.config import save_config
+    from core.modeldir import fingerprint
     state = {k: (v.half() if v.is_floating_point() else v).cpu() for k, v in net.state_dict().items()
              if not k.startswith("net.aux.")}
     save_checkpoint(os.path.join(out_dir, "model.pt"), state)
     with atomic_write(os.path.join(out_dir, "heads.npz"), "wb") as f:
         np.savez(f, **heads)
-    manifest_path = os.path.join(out_dir, "manifest.json")
-    manifest = {}
-    if os.path.exists(manifest_path):
-        with open(manifest_path) as f:
-            manifest = json.load(f)
-    manifest.update({
+    manifest = {
         "dataset": os.path.abspath(dataset.root), "split": dataset.split, "num_images": len(dataset.images),
         "classes": list(dataset.classes),
         "arch": cfg.model.arch, "region_mode": cfg.model.region_mode, "seed": cfg.train.seed,
         "training_seconds": round(seconds, 1), "code_commit": _git_commit(),
         "trained": time.strftime("%Y-%m-%d %H:%M"), "history": history,
-    })
-    write_json(manifest_path, manifest)
+        "fingerprint": fingerprint(out_dir, cfg),
+    }
+    write_json(os.path.join(out_dir, "manifest.json"), manifest)
+    save_config(cfg, os.path.join(out_dir, "config.yaml"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .boxes import clip_boxes
+from core.boxes import clip_boxes
 
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 

@@ -1,0 +1,107 @@
+"""The on-disk layout of model and ensemble directories, read without loading a network.
+
+A model directory holds config.yaml, model.pt, heads.npz, manifest.json and (when its
+proposals use MultiBox) multibox/. An ensemble directory holds ``ensemble.json``::
+
+    {"members": ["member-0", "member-1", ...], "weights": [1, 1, ...], "vote": "soft"}
+
+whose members are model directories (relative to it, or absolute).
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from .errors import UserError
+
+ENSEMBLE_FILE = "ensemble.json"
+
+
+def is_ensemble(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, ENSEMBLE_FILE))
+
+
+def read_ensemble_spec(path: str) -> dict:
+    spec_path = os.path.join(path, ENSEMBLE_FILE)
+    try:
+        with open(spec_path) as f:
+            spec = json.load(f)
+        spec["dirs"] = [m if os.path.isabs(m) else os.path.join(path, m) for m in spec["members"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{spec_path}: not a valid ensemble manifest ({exc})") from None
+    if not spec["dirs"]:
+        raise UserError(f"{spec_path}: lists no members")
+    missing = [d for d in spec["dirs"] if not os.path.isdir(d)]
+    if missing:
+        raise UserError(f"{spec_path}: member {os.path.normpath(missing[0])}: no such model directory")
+    if spec.get("weights") is not None and len(spec["weights"]) != len(spec["dirs"]):
+        raise UserError(f"{spec_path}: {len(spec['weights'])} weights for {len(spec['dirs'])} members")
+    return spec
+
+
+def member_dirs(path: str) -> list[str]:
+    """The model directories behind a model or ensemble path."""
+    if not os.path.isdir(path):
+        raise UserError(f"{path}: no such model directory")
+    return read_ensemble_spec(path)["dirs"] if is_ensemble(path) else [path]
+
+
+def model_config(path: str):
+    """The (first member's) config of a model or ensemble, without loading weights."""
+    from .config import load_config
+    config = os.path.join(member_dirs(path)[0], "config.yaml")
+    if not os.path.exists(config):
+        raise UserError(f"{path}: not a model directory (no config.yaml)")
+    return load_config(config)
+
+
+def model_classes(path: str) -> list[str]:
+    """Classes of a model or ensemble, read from its config without loading weights."""
+    return list(model_config(path).data.classes or [])
+
+
+def _sha1(path: str) -> str:
+    import hashlib
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def weights_signature(cfg) -> str:
+    """What the weights are only valid with: the class list and the network's settings
+    (proposal and test settings may be changed deliberately)."""
+    import dataclasses
+    import hashlib
+    return hashlib.sha1(json.dumps({"classes": cfg.data.classes, "model": dataclasses.asdict(cfg.model)},
+                                   sort_keys=True).encode()).hexdigest()[:16]
+
+
+def fingerprint(model_dir: str, cfg) -> dict:
+    """Hashes of a model directory's weights and of the config they need (manifest.json)."""
+    return {"model.pt": _sha1(os.path.join(model_dir, "model.pt")),
+            "heads.npz": _sha1(os.path.join(model_dir, "heads.npz")), "config": weights_signature(cfg)}
+
+
+def check_fingerprint(model_dir: str, cfg) -> None:
+    """A model directory whose files do not belong together is an error naming the file.
+    Directories written before fingerprints existed (no ``fingerprint`` in the manifest)
+    are trusted."""
+    path = os.path.join(model_dir, "manifest.json")
+    try:
+        with open(path) as f:
+            expected = json.load(f).get("fingerprint")
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError, AttributeError) as exc:
+        raise UserError(f"{path}: not a readable manifest ({exc})") from None
+    if not expected:
+        return
+    if expected.get("config") != weights_signature(cfg):
+        raise UserError(f"{model_dir}/config.yaml: its classes or network settings are not the ones "
+                        f"{model_dir}/model.pt was trained with (fingerprint in manifest.json)")
+    for name in ("model.pt", "heads.npz"):
+        if name in expected and expected[name] != _sha1(os.path.join(model_dir, name)):
+            raise UserError(f"{model_dir}/{name}: not the file this model directory was written with "
+                            f"(fingerprint in manifest.json)")

@@ -1,0 +1,62 @@
+"""A recipe for a dataset nobody tuned one for: configs/default.yaml plus what the data says.
+
+``derive_config(cfg, dataset)`` fills in, and returns notes on what it chose:
+
+* classes: the dataset's own;
+* image sizes: ``model.image_scale`` is the median shorter side (rounded to 32, within
+  320-600), ``model.max_image_side`` keeps the median aspect ratio at that scale (at most
+  1000), selective search runs on at most 500 px (smaller images as they are);
+* object sizes: the MultiBox input is made large enough that the smallest objects (the
+  10th percentile of box side / image side) span ~24 input pixels, within 320-512,
+  with 3 k-means prior shapes per stride-16 cell;
+* foreground balance: ``train.class_balanced`` when the commonest class has over 3x
+  the objects of the rarest.
+
+The number of epochs comes from ``--minutes`` (pipeline/train.py: budget_epochs).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_RECIPE = "configs/default.yaml"
+
+
+def _round32(x: float) -> int:
+    return int(max(32, round(x / 32) * 32))
+
+
+def derive_config(cfg, dataset) -> list[str]:
+    """Adjust ``cfg`` (a Config from default.yaml) to ``dataset`` (its training split) in place."""
+    notes = []
+    cfg.data.classes = list(dataset.classes)
+    notes.append(f"classes {cfg.data.classes} (from the data)")
+    sizes = np.array([(r.width, r.height) for r in dataset.images], float)
+    short, long = np.median(sizes.min(1)), np.median(sizes.max(1))
+    cfg.model.image_scale = int(np.clip(_round32(short), 320, 600))
+    cfg.model.max_image_side = int(np.clip(_round32(long * cfg.model.image_scale / short), cfg.model.image_scale, 1000))
+    s = cfg.model.image_scale
+    cfg.train.scale_jitter = [_round32(s * 0.9), s, _round32(s * 1.1)]
+    cfg.proposals.selective_search.max_side = int(min(500, _round32(long)))
+    notes.append(f"images: median {short:.0f} x {long:.0f} px -> image_scale {s}, max_image_side "
+                 f"{cfg.model.max_image_side}, scale_jitter {cfg.train.scale_jitter}, selective search on "
+                 f"{cfg.proposals.selective_search.max_side} px")
+    rel = np.concatenate([np.sqrt(np.prod(r.boxes[:, 2:] - r.boxes[:, :2], axis=1)) / max(r.width, r.height)
+                          for r in dataset.images if len(r.boxes)] or [np.array([0.2])])
+    small = float(np.percentile(rel, 10))
+    size = int(np.clip(_round32(24 / max(small, 1e-3)), 320, 512))
+    mb = cfg.proposals.multibox
+    mb.input_size, mb.stride = size, 16
+    mb.num_boxes = (size // 16) ** 2 * 3
+    notes.append(f"objects: 10th-percentile side {small:.3f} of the image -> MultiBox input {size} px, "
+                 f"{mb.num_boxes} priors")
+    counts = np.bincount(np.concatenate([r.labels for r in dataset.images] or [np.zeros(0, int)]),
+                         minlength=len(dataset.classes))
+    missing = [c for c, n in zip(dataset.classes, counts) if n == 0]
+    if missing:
+        from core.errors import UserError
+        raise UserError(f"{dataset.root}: class(es) {', '.join(missing)} have no object in split "
+                        f"{dataset.split!r}: nothing to learn them from")
+    cfg.train.class_balanced = bool(counts.max() > 3 * counts.min())
+    notes.append(f"objects per class {dict(zip(dataset.classes, counts.tolist()))} -> class_balanced "
+                 f"{cfg.train.class_balanced}")
+    return notes

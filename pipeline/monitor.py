@@ -1,0 +1,161 @@
+"""What a person watches while a model trains: training hooks for networks.engine.Trainer.
+
+* ``HistoryWriter``: after every epoch, ``OUT/history.csv`` (one row per epoch: the
+  loss terms, learning rate, seconds, images/s, validation mAP when measured) and
+  ``OUT/curves.png`` redrawn (loss and validation mAP against the epoch).
+* ``Validation``: every ``train.eval_every`` epochs, the Polyak-averaged network detects
+  the recipe's validation split (``data.val_split``; never the test split) and is scored
+  with the devkit's ``voc`` rule; the best epoch's weights are kept in ``OUT/best.pt``
+  and used for the model when training ends, and training stops early after
+  ``train.early_stop`` evaluations without improvement. Its seconds are counted apart.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import logging
+import os
+import time
+
+from core.fileio import atomic_write
+
+log = logging.getLogger(__name__)
+RISING = 0.02          # validation mAP gained over the last two evaluations that means "not converged"
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "loc", "conf", "lr", "seconds", "images_per_s", "val_mAP",
+                   "val_seconds")
+
+
+class HistoryWriter:
+    """``OUT/<prefix>history.csv`` and ``OUT/<prefix>curves.png``, rewritten every epoch."""
+
+    def __init__(self, out_dir: str, prefix: str = "", images_per_epoch: int = 0, plot: bool = True):
+        self.out_dir, self.prefix, self.images_per_epoch, self.plot = out_dir, prefix, images_per_epoch, plot
+
+    def __call__(self, trainer, record: dict) -> None:
+        from core import distributed
+        if not distributed.is_main():
+            return
+        history = trainer.history
+        previous = 0.0
+        rows = []
+        for r in history:
+            row = dict(r)
+            took = r["seconds"] - previous
+            previous = r["seconds"]
+            if self.images_per_epoch and took > 0:
+                row["images_per_s"] = round(self.images_per_epoch / took, 2)
+            rows.append(row)
+        columns = [c for c in HISTORY_COLUMNS if any(c in r for r in rows)]
+        with atomic_write(os.path.join(self.out_dir, f"{self.prefix}history.csv")) as f:
+            w = csv.DictWriter(f, columns, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+        if self.plot:
+            self._plot(rows)
+
+    def _plot(self, rows) -> None:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        epochs = [r["epoch"] for r in rows]
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        ax.plot(epochs, [r.get("loss") for r in rows], "o-", color="tab:blue", label="training loss")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss", color="tab:blue")
+        val = [(r["epoch"], r["val_mAP"]) for r in rows if r.get("val_mAP") is not None]
+        if val:
+            ax2 = ax.twinx()
+            ax2.plot(*zip(*val), "s-", color="tab:green", label="validation mAP")
+            ax2.set_ylabel("validation mAP (voc)", color="tab:green")
+            ax2.set_ylim(0, 1)
+        ax.set_title(f"{self.prefix.rstrip('-') or 'classifier'}: {os.path.basename(os.path.normpath(self.out_dir))}")
+        fig.tight_layout()
+        with atomic_write(os.path.join(self.out_dir, f"{self.prefix}curves.png"), "wb") as f:
+            fig.savefig(f, format="png", dpi=100)
+        plt.close(fig)
+
+
+class TensorBoardWriter:
+    """``train.py --tensorboard``: each epoch's record as TensorBoard scalars in OUT/tensorboard
+    (``pip install -e '.[tensorboard]'``; ``tensorboard --logdir OUT/tensorboard``)."""
+
+    def __init__(self, out_dir: str, name: str):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            from core.errors import UserError
+            raise UserError("--tensorboard needs the tensorboard package: pip install -e '.[tensorboard]'") from None
+        self.writer, self.name = SummaryWriter(os.path.join(out_dir, "tensorboard")), name
+
+    def __call__(self, trainer, record: dict) -> None:
+        from core import distributed
+        if not distributed.is_main():
+            return
+        for key, value in record.items():
+            if key != "epoch" and isinstance(value, (int, float)):
+                self.writer.add_scalar(f"{self.name}/{key}", value, record["epoch"])
+        self.writer.flush()
+
+
+class Validation:
+    """Validation mAP every ``every`` epochs on ``val_set``, the best weights kept."""
+
+    def __init__(self, cfg, val_set, source, device, out_dir: str, every: int, patience: int = 0):
+        self.cfg, self.val_set, self.source, self.device = cfg, val_set, source, device
+        self.out_dir, self.every, self.patience = out_dir, every, patience
+        self.best_path = os.path.join(out_dir, "best.pt")
+        self.best_map, self.best_epoch, self.bad = -1.0, 0, 0
+
+    def restore(self, history: list[dict]) -> None:
+        """After a resume: the best so far, from the history."""
+        for r in history:
+            if r.get("val_mAP") is not None and r["val_mAP"] > self.best_map:
+                self.best_map, self.best_epoch = r["val_mAP"], r["epoch"]
+
+    def __call__(self, trainer, record: dict) -> None:
+        if record["epoch"] % self.every and record["epoch"] != trainer.epochs:
+            return
+        from core import distributed
+        from detector.model import DetectorModel
+        from ensemble import Ensemble
+        from eval import evaluate
+        from networks.engine import save_checkpoint
+
+        from .runner import DetectionRunner
+        t = time.time()
+        net = copy.deepcopy(trainer.averaged)
+        model = DetectorModel(self.cfg, net, {}, self.out_dir, self.device)   # ridge heads come later: no regression
+        runner = DetectionRunner(Ensemble([model], ["validation"]), self.source, self.device, progress=False)
+        dets = next(iter(runner.detect_dataset(self.val_set).values()))
+        result = evaluate(self.val_set, dets, "voc")
+        record["val_mAP"] = round(float(result.mAP), 4)
+        record["val_seconds"] = round(time.time() - t, 1)
+        improved = result.mAP > self.best_map
+        if improved:
+            self.best_map, self.best_epoch, self.bad = float(result.mAP), record["epoch"], 0
+            if distributed.is_main():
+                save_checkpoint(self.best_path, {"model": trainer.averaged.state_dict(), "epoch": record["epoch"],
+                                                 "val_mAP": float(result.mAP)})
+        else:
+            self.bad += 1
+        log.info("validation mAP %.4f at epoch %d (%s; best %.4f at epoch %d), %.0f s", result.mAP, record["epoch"],
+                 "new best" if improved else f"{self.bad} without improvement", self.best_map, self.best_epoch,
+                 time.time() - t)
+        if self.patience and self.bad >= self.patience:
+            log.info("stopping early: %d evaluations without improvement", self.bad)
+            trainer.stop = True
+
+    def finish(self, net, history: list[dict] | None = None) -> None:
+        """When training ends: put the best epoch's weights into ``net`` (the test-time
+        network), say what validation reached, and warn when it was still rising."""
+        maps = [r["val_mAP"] for r in history or [] if r.get("val_mAP") is not None]
+        if len(maps) >= 3 and maps[-1] - maps[-3] > RISING:
+            log.warning("validation mAP was still rising at the end (%.3f -> %.3f over the last two evaluations): "
+                        "the model has not converged; more --minutes (or train.epochs) would likely help",
+                        maps[-3], maps[-1])
+        if maps:
+            log.info("validation mAP reached %.4f (epoch %d)", self.best_map, self.best_epoch)
+        if os.path.exists(self.best_path):
+            from networks.engine import load_checkpoint
+            net.load_state_dict(load_checkpoint(self.best_path)["model"])
+            log.info("using the best epoch's weights: epoch %d, validation mAP %.4f", self.best_epoch, self.best_map)

@@ -1,0 +1,281 @@
+"""train.py's work: recipe -> MultiBox -> proposal cache -> region classifier -> model dir.
+
+A model directory holds everything needed to run it:
+
+    OUT/config.yaml          the resolved recipe (classes, sizes, proposal settings)
+    OUT/model.pt             region classifier weights (the Polyak-averaged ones, fp16)
+    OUT/heads.npz            bounding-box regressors (and SVMs, when trained)
+    OUT/manifest.json        dataset, split, training time, code commit, history
+    OUT/multibox/            the MultiBox proposal network (when the method uses it)
+
+An ensemble (``--ensemble N``) is OUT/ensemble.json listing OUT/member-K model dirs,
+which share one MultiBox network and one proposal cache.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import shutil
+import time
+
+from core.config import load_config, parse_overrides
+from core.datasets import load_dataset
+from core.errors import UserError
+
+from .monitor import HistoryWriter, TensorBoardWriter, Validation
+
+log = logging.getLogger(__name__)
+
+
+def _needs_multibox(cfg) -> bool:
+    return cfg.proposals.method in ("multibox", "combined")
+
+
+def run_training(args) -> None:
+    """Under torchrun every rank runs this; rank 0 alone writes the shared files."""
+    from core import distributed
+    from networks.engine import resolve_device
+    device = distributed.init(resolve_device(args.device))
+    try:
+        _run_training(args, device)
+    finally:
+        distributed.shutdown()
+
+
+def _run_training(args, device) -> None:
+    from core import distributed
+    started = time.time()
+    overrides = parse_overrides(getattr(args, "overrides", None))
+    if args.dataset:
+        overrides["data.dataset"] = args.dataset
+    auto = args.config is None
+    cfg = load_config(args.config or default_recipe(), overrides)
+    if args.seed is not None:
+        cfg.train.seed = args.seed
+        cfg.proposals.multibox.seed = args.seed
+    if not cfg.data.dataset:
+        raise UserError(f"{args.config}: data.dataset is empty (set it or pass --dataset)")
+    # Relative dataset paths in a recipe are relative to the working directory.
+    dataset = load_dataset(cfg.data.dataset, cfg.data.train_split, cfg.data.classes, cfg.data.format,
+                           synsets=cfg.data.synsets)
+    if auto:
+        from .autoconfig import derive_config
+        for note in derive_config(cfg, dataset):
+            log.info("derived from the data: %s", note)
+        if not any(k.startswith("train.eval_every") for k in overrides):
+            cfg.train.eval_every = AUTO_EVAL_EVERY
+        _apply_overrides_again(cfg, overrides, args)        # what the user set wins over what was derived
+    cfg.data.classes = list(dataset.classes)
+    dataset, held_out = hold_out_validation(cfg, dataset)
+    os.makedirs(args.out, exist_ok=True)
+    progress = not args.no_progress
+    budget = Budget(args.minutes, started) if getattr(args, "minutes", None) else None
+    multibox_dir = os.path.join(args.out, "multibox")
+    if _needs_multibox(cfg) and args.stage in ("all", "multibox"):
+        if os.path.exists(os.path.join(multibox_dir, "multibox.pt")) and not args.resume:
+            log.info("MultiBox already trained in %s (delete it to retrain)", multibox_dir)
+        else:
+            from proposals.multibox import train_multibox
+            t = time.time()
+            hooks = [HistoryWriter(multibox_dir, images_per_epoch=len(dataset.images))]
+            if getattr(args, "tensorboard", False):
+                hooks.append(TensorBoardWriter(args.out, "multibox"))
+            if budget:
+                hooks.append(budget.stage_hook("multibox", MULTIBOX_SHARE, cfg.proposals.multibox))
+            train_multibox(dataset, cfg.proposals.multibox, multibox_dir, device, resume=args.resume,
+                           max_steps=args.max_steps, progress=progress, hooks=hooks)
+            log.info("MultiBox trained in %.0f s", time.time() - t)
+    if args.stage == "multibox":
+        return
+    if _needs_multibox(cfg) and not os.path.exists(os.path.join(multibox_dir, "multibox.pt")):
+        raise UserError(f"{multibox_dir}/multibox.pt is missing: train it first (--stage multibox)")
+
+    from detector.fine_tune import train_classifier
+    from proposals.cache import proposal_source
+    source = proposal_source(cfg.proposals, multibox_dir if _needs_multibox(cfg) else None, device,
+                             args.cache_dir, workers=args.workers, progress=progress)
+    source.prepare([r.path for r in dataset.images])
+    members = [args.out] if args.ensemble <= 1 else [
+        os.path.join(args.out, f"member-{k}") for k in range(args.ensemble)]
+    for k, out in enumerate(members):
+        member_cfg = copy.deepcopy(cfg)
+        member_cfg.train.seed = cfg.train.seed + k
+        os.makedirs(out, exist_ok=True)
+        member_cfg.proposals.multibox_model = "multibox" if _needs_multibox(cfg) else ""
+        if distributed.is_main() and out != args.out and _needs_multibox(cfg):
+            _link_multibox(multibox_dir, os.path.join(out, "multibox"))
+        # config.yaml is written with the weights when training ends (detector.fine_tune):
+        # a run that fails leaves the previous model directory as it was
+        hooks = [HistoryWriter(out, images_per_epoch=len(dataset.images))]
+        if getattr(args, "tensorboard", False):
+            hooks.append(TensorBoardWriter(out, "classifier"))
+        if member_cfg.train.eval_every:
+            hooks.insert(0, validation_hook(member_cfg, dataset, source, device, out, held_out))
+        if budget:   # members share what MultiBox and the proposals left; ~5% kept for the heads
+            hooks.append(budget.stage_hook("classifier", CLASSIFIER_SHARE / len(members), member_cfg.train))
+        train_classifier(dataset, member_cfg, source, out, device, resume=args.resume,
+                         max_steps=args.max_steps, progress=progress, hooks=hooks)
+        if distributed.is_main() and os.path.exists(os.path.join(out, "manifest.json")):
+            _record_in_manifest(out, overrides, args, held_out)
+    if len(members) > 1 and distributed.is_main():
+        from ensemble import write_ensemble
+        write_ensemble(args.out, [os.path.basename(m) for m in members])
+    if budget:
+        budget.report()
+
+
+def _record_in_manifest(out: str, overrides: dict, args, held_out) -> None:
+    """How this model was asked for: the recipe, the --set overrides, the budget, the
+    held-out validation images."""
+    import json
+
+    from core.fileio import write_json
+    path = os.path.join(out, "manifest.json")
+    with open(path) as f:
+        manifest = json.load(f)
+    manifest.update(recipe=args.config or "configs/default.yaml (adapted to the data)", overrides=overrides,
+                    minutes=getattr(args, "minutes", None))
+    if held_out is not None:
+        manifest["validation_images"] = [r.image_id for r in held_out.images]
+    write_json(path, manifest)
+
+
+# -------------------------------------------------------------- defaults, validation, budget
+AUTO_EVAL_EVERY = 2            # --dataset without --config: validation mAP every 2 epochs
+MULTIBOX_SHARE = 0.25          # of a --minutes budget (MultiBox converges in fewer steps)
+CLASSIFIER_SHARE = 0.95        # of what is left after MultiBox and the proposal cache
+MIN_VALIDATION_IMAGES = 20     # a dataset smaller than this trains on all of it
+HOLD_OUT_FRACTION = 0.15
+MAX_VALIDATION_IMAGES = 60     # validation on a subsample: it is a selection signal, not the score
+
+
+def default_recipe() -> str:
+    """configs/default.yaml of the checkout, or the copy a wheel installs under
+    <prefix>/share/googlenet-detector/configs."""
+    import sys
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for root in (here, os.path.join(sys.prefix, "share", "googlenet-detector"),
+                 os.path.join(here, "..", "..", "..", "share", "googlenet-detector")):
+        path = os.path.normpath(os.path.join(root, "configs", "default.yaml"))
+        if os.path.exists(path):
+            return path
+    raise UserError("configs/default.yaml not found; pass --config")
+
+
+def _apply_overrides_again(cfg, overrides: dict, args) -> None:
+    from core.config import config_from_dict, config_to_dict
+    values = config_to_dict(cfg)
+    for dotted, value in overrides.items():
+        node = values
+        *parents, last = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    fresh = config_from_dict(values, "--set")
+    for f in ("data", "proposals", "model", "train", "test"):
+        setattr(cfg, f, getattr(fresh, f))
+
+
+def hold_out_validation(cfg, dataset):
+    """(training set, held-out validation set or None). With train.eval_every on and no
+    usable val split, a fixed, seeded 15% of the training images is held out (never the
+    test split); a dataset under 20 images trains on all of it, with a warning."""
+    from core.datasets import split_dataset, split_exists
+    dc = cfg.data
+    if not cfg.train.eval_every:
+        return dataset, None
+    if dc.val_split and dc.val_split != dc.test_split and split_exists(dc.dataset, dc.val_split, dc.format):
+        return dataset, None                               # the recipe's val split (validation_hook reads it)
+    if len(dataset.images) < MIN_VALIDATION_IMAGES:
+        log.warning("%d training images: too few to hold out a validation part; training on all of them "
+                    "without model selection", len(dataset.images))
+        cfg.train.eval_every = 0
+        return dataset, None
+    train, held = split_dataset(dataset, HOLD_OUT_FRACTION, seed=cfg.train.seed)
+    log.info("no validation split: %d of the %d training images held out for validation (seed %d)",
+             len(held.images), len(dataset.images), cfg.train.seed)
+    return train, held
+
+
+class Budget:
+    """``--minutes``: the whole run within a time budget. Each training stage gets a share
+    of what is left when it starts; after every epoch its hook sets the number of epochs
+    that fit (from the time the epochs so far took, validation included) and moves the
+    learning-rate steps that have not happened yet to the same fractions of the new
+    length as in the recipe."""
+
+    def __init__(self, minutes: float, started: float):
+        self.minutes, self.started = minutes, started
+
+    def left(self) -> float:
+        return self.minutes * 60 - (time.time() - self.started)
+
+    def stage_hook(self, name: str, share: float, stage_cfg) -> "BudgetHook":
+        seconds = max(0.0, self.left() * share)
+        log.info("budget: %s gets %.1f of the %.1f minutes left", name, seconds / 60, self.left() / 60)
+        return BudgetHook(name, seconds, stage_cfg)
+
+    def report(self) -> None:
+        spent = (time.time() - self.started) / 60
+        log.info("trained in %.1f minutes of the %g-minute budget%s", spent, self.minutes,
+                 "" if spent <= 1.1 * self.minutes else " (over by more than 10%: the first epochs' time was a poor "
+                 "guess; pass fewer --minutes)")
+
+
+def validation_hook(cfg, train_set, source, device, out_dir: str, held_out=None) -> Validation:
+    """Validation on the held-out part of train, or the recipe's validation split,
+    checked: never the test split, and a warning when its images are also training
+    images (the selection is then optimistic). At most 60 images (a fixed subsample)."""
+    from core.datasets import subsample
+    dc = cfg.data
+    if held_out is not None:
+        val_set = held_out
+    else:
+        if not dc.val_split or dc.val_split == dc.test_split:
+            raise UserError(f"train.eval_every needs a validation split other than the test split "
+                            f"(data.val_split is {dc.val_split!r}, data.test_split {dc.test_split!r})")
+        val_set = load_dataset(dc.dataset, dc.val_split, list(train_set.classes), dc.format, synsets=dc.synsets)
+    val_set = subsample(val_set, MAX_VALIDATION_IMAGES, seed=cfg.train.seed)
+    shared = {r.image_id for r in val_set.images} & {r.image_id for r in train_set.images}
+    if shared:
+        log.warning("%d of the %d validation images (%s) are also training images (%s): the validation mAP "
+                    "and the epoch it selects are optimistic", len(shared), len(val_set.images), dc.val_split,
+                    dc.train_split)
+    source.prepare([r.path for r in val_set.images])
+    return Validation(cfg, val_set, source, device, out_dir, cfg.train.eval_every, cfg.train.early_stop)
+
+
+def _link_multibox(src: str, dst: str) -> None:
+    """Members share the ensemble's MultiBox: a relative symlink, or a copy where links fail."""
+    if os.path.exists(dst):
+        return
+    try:
+        os.symlink(os.path.relpath(src, os.path.dirname(dst)), dst)
+    except OSError:
+        shutil.copytree(src, dst)
+
+
+class BudgetHook:
+    """After every epoch: the number of epochs that fit in ``seconds`` from the stage's
+    start, at the pace of the epochs so far; learning-rate steps still ahead move to the
+    recipe's fractions of the new length (steps already taken stay)."""
+
+    def __init__(self, name: str, seconds: float, stage_cfg):
+        self.name, self.seconds, self.stage_cfg = name, seconds, stage_cfg
+        self.fractions = [s / stage_cfg.epochs for s in stage_cfg.lr_steps]
+        self.started, self.first_epoch = time.time(), None
+
+    def __call__(self, trainer, record) -> None:
+        if self.first_epoch is None:                 # the epoch this process began with (after a resume)
+            self.first_epoch = trainer.epoch - 1
+        elapsed = time.time() - self.started
+        per_epoch = elapsed / max(1, trainer.epoch - self.first_epoch)
+        total = max(trainer.epoch, trainer.epoch + int((self.seconds - elapsed) / per_epoch))
+        steps = [s if s <= trainer.epoch else max(trainer.epoch + 1, round(f * total))
+                 for s, f in zip(trainer.lr_steps, self.fractions)]
+        if (total, steps) != (trainer.epochs, trainer.lr_steps):
+            log.info("budget: %s at %.0f s per epoch -> %d epochs, lr steps %s", self.name, per_epoch, total, steps)
+        trainer.epochs, trainer.lr_steps = total, steps
+        self.stage_cfg.epochs, self.stage_cfg.lr_steps = total, steps    # what the model's config records
+

@@ -1,0 +1,228 @@
+"""Failure behaviour: nothing lost, nothing silently wrong (model directories, resume)."""
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+
+def _train(cfg, out, cache, *extra):
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", str(cfg), "--out", str(out),
+                           "--cache-dir", str(cache), "--no-progress", "--workers", "1", *map(str, extra)],
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, shapes_data):
+    """Two tiny models of one recipe, other seeds (same shapes, other weights)."""
+    from synthetic import tiny_config
+    work = tmp_path_factory.mktemp("faults")
+    cfg = tiny_config(work / "c.yaml", shapes_data, method="ss", epochs=1)
+    for name, seed in (("a", 0), ("b", 1)):
+        r = _train(cfg, work / name, work / "cache", "--seed", seed, "--max-steps", "2")
+        assert r.returncode == 0, r.stderr[-2000:]
+    return work, cfg
+
+
+def test_a_swapped_model_pt_or_edited_classes_are_refused(two_runs, tmp_path):
+    from core.errors import UserError
+    from detector.model import DetectorModel
+    work, _ = two_runs
+    DetectorModel.load(str(work / "a"))                          # intact: loads
+    swapped = tmp_path / "swapped"
+    shutil.copytree(work / "a", swapped)
+    shutil.copy(work / "b" / "model.pt", swapped / "model.pt")  # same shapes, another run
+    with pytest.raises(UserError, match=r"swapped/model.pt: not the file this model directory was written with"):
+        DetectorModel.load(str(swapped))
+    edited = tmp_path / "edited"
+    shutil.copytree(work / "a", edited)
+    cfg = yaml.safe_load((edited / "config.yaml").read_text())
+    cfg["data"]["classes"] = ["disc", "box"]
+    (edited / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(UserError, match=r"edited/config.yaml: its classes or network settings"):
+        DetectorModel.load(str(edited))
+
+
+def test_resume_refuses_another_recipe_and_a_failed_retrain_keeps_the_old_model(two_runs, tmp_path):
+    work, cfg = two_runs
+    run = tmp_path / "a"
+    shutil.copytree(work / "a", run)
+    before = {f: (run / f).read_bytes() for f in ("config.yaml", "model.pt", "heads.npz", "manifest.json")}
+    r = _train(cfg, run, work / "cache", "--resume", "--set", "train.lr=0.05")
+    assert r.returncode == 2 and "--resume with another recipe" in r.stderr and "train.lr (0.01 -> 0.05)" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = _train(cfg, run, work / "cache", "--set", "train.lr=1e12", "train.warmup_iters=0")   # diverges
+    assert r.returncode == 2 and "diverged" in r.stderr and "Traceback" not in r.stderr
+    assert {f: (run / f).read_bytes() for f in before} == before  # the previous model, untouched
+
+
+def test_a_retrained_model_gets_a_fresh_manifest(two_runs, tmp_path):
+    work, cfg = two_runs
+    run = tmp_path / "a"
+    shutil.copytree(work / "a", run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["test"] = {"mAP": 0.99}                              # what a bundling step adds
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    (run / "checkpoint.pt").unlink()
+    r = _train(cfg, run, work / "cache", "--seed", "3", "--max-steps", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    fresh = json.loads((run / "manifest.json").read_text())
+    assert "test" not in fresh and fresh["seed"] == 3 and "fingerprint" in fresh
+
+
+@pytest.mark.parametrize("name,damage", [
+    ("model.pt", b"garbage, not a torch file"), ("model.pt", None), ("heads.npz", None),
+    ("heads.npz", "wrong_shape"), ("manifest.json", b"{not json"), ("checkpoint.pt", b"\x80\x04garbage")])
+def test_every_model_file_damaged_is_one_line_naming_it(two_runs, tmp_path, run_script, name, damage):
+    import numpy as np
+    work, cfg = two_runs
+    run = tmp_path / "m"
+    shutil.copytree(work / "a", run)
+    target = run / name
+    if damage is None:
+        data = target.read_bytes()
+        target.write_bytes(data[: len(data) // 2])               # truncated
+    elif damage == "wrong_shape":
+        np.savez(target, bbox_W=np.zeros((2, 3, 4), np.float32), bbox_b=np.zeros((2, 4), np.float32))
+    else:
+        target.write_bytes(damage)
+    if name == "checkpoint.pt":
+        r = _train(cfg, run, work / "cache", "--resume")
+    else:
+        r = run_script("detect.py", ROOT / "examples" / "bccd_mini" / "JPEGImages" / "BloodImage_00007.jpg",
+                       "--model", run, "--no-images")
+    assert r.returncode == 2, (r.returncode, r.stderr[-1500:])
+    assert "Traceback" not in r.stderr and f"{name}" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_split_files_are_checked(tmp_path):
+    from conftest import make_voc
+    from core.datasets import load_dataset
+    from core.errors import DatasetError
+    root = make_voc(tmp_path / "d", {"a": [("cat", [1, 1, 20, 20])], "b": [("cat", [2, 2, 30, 30])]})
+    (root / "ImageSets" / "Main" / "test.txt").write_text("a\nb\na\n")
+    with pytest.raises(DatasetError, match=r"test.txt: image id 'a' is listed twice"):
+        load_dataset(str(root), "test")
+    (root / "ImageSets" / "Main" / "test.txt").write_text("\n")
+    with pytest.raises(DatasetError, match=r"test.txt: the split lists no images"):
+        load_dataset(str(root), "test")
+    with pytest.raises(DatasetError, match=r"vall.txt: no such split \(splits here: test\)"):
+        load_dataset(str(root), "vall")
+
+
+def test_an_annotation_size_that_disagrees_with_the_image_is_warned_and_the_image_wins(tmp_path):
+    from conftest import make_voc
+    from core.datasets import load_dataset
+    root = make_voc(tmp_path / "d", {"a": [("cat", [10, 10, 90, 40])]}, size=(64, 48))
+    xml = root / "Annotations" / "a.xml"
+    xml.write_text(xml.read_text().replace("<width>64</width>", "<width>100</width>"))
+    ds = load_dataset(str(root), "test")
+    rec = ds.images[0]
+    assert (rec.width, rec.height) == (64, 48)
+    assert rec.boxes.tolist() == [[10, 10, 64, 40]]                 # clipped to the real image
+    assert any("<size> says 100x48 but a.jpg is 64x48" in w for w in ds.warnings)
+
+
+def test_detections_with_inverted_boxes_or_odd_scores(tmp_path, run_script):
+    from conftest import make_voc, write_dets
+    root = make_voc(tmp_path / "d", {"a": [("cat", [1, 1, 20, 20])]})
+    good = ("a", "cat", 0.9, [1, 1, 20, 20])
+    inverted = ("a", "cat", 0.8, [20, 1, 1, 20])
+
+    def score(dets, *extra):
+        return run_script("evaluate.py", "--dataset", root, "--split", "test", "--detections",
+                          write_dets(tmp_path / "d.json", dets), *extra)
+    r = score([good, inverted, inverted])
+    assert r.returncode == 2 and "2 detection(s) have x2 < x1 or y2 < y1" in r.stderr
+    r = score([good, inverted], "--ignore-invalid")
+    assert r.returncode == 0 and "dropped 1 detection(s)" in r.stderr
+    for bad_score in ("0.9", True, [0.9]):
+        r = score([("a", "cat", bad_score, [1, 1, 20, 20])])
+        assert r.returncode == 2 and "non-numeric" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_jpeg_cut_short_is_decoded_with_a_warning(tmp_path, caplog):
+    import numpy as np
+    from PIL import Image
+
+    from core.images import ImageReadError, read_image
+    rgb = np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "ok.jpg")
+    data = (tmp_path / "ok.jpg").read_bytes()
+    (tmp_path / "short.jpg").write_bytes(data[:-20])
+    with caplog.at_level("WARNING"):
+        image = read_image(str(tmp_path / "short.jpg"))
+    assert image.shape == (60, 80, 3) and "short.jpg: image file is truncated" in caplog.text
+    (tmp_path / "stub.jpg").write_bytes(data[:200])               # nothing to decode: still an error
+    with pytest.raises(ImageReadError, match="stub.jpg"):
+        read_image(str(tmp_path / "stub.jpg"))
+
+
+@pytest.mark.parametrize("setting,message", [
+    ("train.lr=-0.1", "train.lr = -0.1; it must be > 0"),
+    ("train.images_per_batch=0", "train.images_per_batch = 0; it must be >= 1"),
+    ("train.epochs=0", "train.epochs = 0; it must be >= 1"),
+    ("train.lr_steps=[2, x]", "train.lr_steps[1] must be int"),
+    ("data.classes=[box, box]", "data.classes names 'box' more than once"),
+])
+def test_recipe_values_are_validated(tmp_path, shapes_data, setting, message):
+    from synthetic import tiny_config
+    cfg = tiny_config(tmp_path / "c.yaml", shapes_data, method="ss", epochs=1)
+    r = _train(cfg, tmp_path / "o", tmp_path / "cache", "--set", setting)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o" / "model.pt").exists()
+
+
+def test_sigkill_mid_training_then_resume_gives_the_uninterrupted_model(tmp_path, shapes_data):
+    import os
+    import signal
+    import time
+
+    import torch
+
+    from synthetic import tiny_config
+    cfg = tiny_config(tmp_path / "c.yaml", shapes_data, method="ss", epochs=3)
+    assert _train(cfg, tmp_path / "whole", tmp_path / "cache").returncode == 0
+    cmd = [sys.executable, str(ROOT / "train.py"), "--config", str(cfg), "--out", str(tmp_path / "cut"),
+           "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--workers", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (tmp_path / "cut" / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)                  # during epoch 2 (or its checkpoint write)
+    proc.wait()
+    (tmp_path / "cut" / ".checkpoint.pt.leftover.tmp").write_bytes(b"half a checkpoint")   # as a kill mid-write leaves
+    assert not (tmp_path / "cut" / "model.pt").exists()  # no half model where none was
+    r = _train(cfg, tmp_path / "cut", tmp_path / "cache", "--resume")
+    assert r.returncode == 0, r.stderr[-2000:]
+    a = torch.load(tmp_path / "whole" / "model.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "model.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    from networks.engine import load_checkpoint
+    assert load_checkpoint(str(tmp_path / "cut" / "checkpoint.pt"))["epoch"] == 3   # whole, and finished
+    assert not list((tmp_path / "cut").glob(".*.tmp"))                            # the leftover is gone
+
+
+def test_a_full_disk_is_one_line(tmp_path, tiny_model, run_script):
+    import shutil as sh
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(mnt)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.decode().strip()[:80]})")
+    try:
+        images = sorted((tiny_model["data"] / "JPEGImages").iterdir())
+        big = tmp_path / "big.png"
+        from PIL import Image
+        Image.open(images[0]).resize((400, 400)).save(big)     # a PNG copy too large for the disk
+        r = run_script("detect.py", big, big, "--model", tiny_model["model"], "--out", mnt)
+        assert r.returncode == 2 and "no space left on the device" in r.stderr, r.stderr[-1000:]
+        assert "Traceback" not in r.stderr
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+        sh.rmtree(mnt, ignore_errors=True)

@@ -1,0 +1,64 @@
+"""train.py --dataset DIR with no recipe: the default adapted to the data, validation on
+a held-out part, a time budget, and curves a person can read."""
+import csv
+import subprocess
+import sys
+
+import yaml
+
+from conftest import ROOT
+
+
+def test_default_recipe_adapts_holds_out_validation_and_keeps_the_budget(tmp_path):
+    from synthetic import make_shapes
+    data = make_shapes(tmp_path / "data", 24, splits={"train": [f"shape_{i:03d}" for i in range(24)],
+                                                      "test": [f"shape_{i:03d}" for i in range(4)]})
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, str(ROOT / "train.py"), "--dataset", str(data), "--out", str(out),
+                        "--minutes", "1.5", "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--workers", "1",
+                        "--set", "model.width=0.125", "proposals.multibox.width=0.125", "train.rois_per_image=16",
+                        "proposals.selective_search.top_n=200"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    log = r.stderr
+    assert "derived from the data: classes ['box', 'disc']" in log
+    assert "4 of the 24 training images held out for validation" in log
+    assert "budget: multibox gets" in log and "budget: classifier gets" in log
+    assert "trained in" in log and "of the 1.5-minute budget" in log
+    assert "validation mAP reached" in log
+    import json
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["overrides"]["model.width"] == 0.125 and len(manifest["validation_images"]) == 4
+    assert manifest["minutes"] == 1.5 and manifest["fingerprint"]
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["data"]["classes"] == ["box", "disc"] and cfg["model"]["image_scale"] == 320
+    assert cfg["model"]["width"] == 0.125                      # --set wins over the derived values
+    with open(out / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and {"epoch", "loss", "lr", "seconds", "val_mAP"} <= set(rows[0])
+    assert any(row["val_mAP"] for row in rows)
+    assert (out / "curves.png").stat().st_size > 1000 and (out / "multibox" / "history.csv").exists()
+
+
+def test_a_class_without_objects_is_named(tmp_path):
+    from synthetic import make_shapes
+    data = make_shapes(tmp_path / "data", 4)
+    r = subprocess.run([sys.executable, str(ROOT / "train.py"), "--dataset", str(data), "--out", str(tmp_path / "o"),
+                        "--no-progress", "--set", "data.classes=[box, disc, star]"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "star" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_tensorboard_writes_events_or_names_the_missing_extra(tmp_path, shapes_data):
+    import importlib.util
+
+    from synthetic import tiny_config
+    cfg = tiny_config(tmp_path / "c.yaml", shapes_data, method="ss", epochs=1)
+    r = subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", str(cfg), "--out", str(tmp_path / "o"),
+                        "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--workers", "1", "--max-steps", "1",
+                        "--tensorboard"], capture_output=True, text=True, timeout=600)
+    if importlib.util.find_spec("tensorboard") is None:
+        assert r.returncode == 2 and "pip install -e '.[tensorboard]'" in r.stderr and "Traceback" not in r.stderr
+    else:
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert list((tmp_path / "o" / "tensorboard").glob("events.out.tfevents.*"))
