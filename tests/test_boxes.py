@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from detector import boxes as B
+from core import boxes as B
 
 
 def test_iou_conventions_hand_computed():
