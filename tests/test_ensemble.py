@@ -134,3 +134,16 @@ def test_create_cli_validates_members(two_members, tmp_path):
                           str(tmp_path / "missing")], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 2 and "no such model directory" in out.stderr
     assert not (tmp_path / "f" / "ensemble.json").exists()
+
+
+def test_members_with_other_proposal_settings_are_refused_naming_values_and_fix(two_members, tmp_path):
+    ens = two_members / "ens"
+    other = tmp_path / "other"
+    shutil.copytree(ens / "member-1", other, symlinks=False)
+    cfg = yaml.safe_load((other / "config.yaml").read_text())
+    cfg["proposals"]["multibox_top_k"] = 7
+    (other / "config.yaml").write_text(yaml.safe_dump(cfg))   # a test-time setting: the fingerprint allows it
+    write_ensemble(str(tmp_path), [str(ens / "member-0"), str(other)])
+    with pytest.raises(UserError, match=r"multibox_top_k: 20 in member-0, 7 in other\): members must score the same "
+                                        r"proposals; set proposals.multibox_top_k alike"):
+        load_predictor(str(tmp_path))

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -61,3 +62,26 @@ def test_bad_dataset_path(tiny, run_script):
     tmp, _, dets = tiny
     out = run_script("evaluate.py", "--dataset", tmp / "missing", "--split", "test", "--detections", dets)
     assert out.returncode == 2 and "no such dataset directory" in out.stderr
+
+
+def test_coco_placeholder_prints_as_a_dash():
+    from types import SimpleNamespace
+
+    from eval.report import format_table
+    result = SimpleNamespace(metric="coco", per_class={"a": 0.5}, num_positives={"a": 3}, mAP=0.5, num_images=1,
+                             num_detections=2, stats={"AP": 0.5, "APs": -1.0, "APm": 0.25})
+    dataset = SimpleNamespace(classes=["a"], display_name=lambda c: c)
+    lines = format_table({"AP": result}, dataset).splitlines()
+    assert [ln.split() for ln in lines if ln.startswith("APs")] == [["APs", "-"]]
+    assert [ln.split() for ln in lines if ln.startswith("APm")] == [["APm", "0.2500"]]
+
+
+def test_help_shows_each_default_once(run_script):
+    for script in ("train.py", "detect.py", "evaluate.py"):
+        out = run_script(script, "--help")
+        assert out.returncode == 0
+        options = " ".join(out.stdout.split("options:", 1)[1].split())
+        blocks = re.split(r"(?= --[a-z])", options)               # one block per option's help
+        assert len(blocks) > 8
+        for block in blocks:
+            assert len(re.findall(r"default[: ]", block)) <= 1, (script, block)
