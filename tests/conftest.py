@@ -55,6 +55,14 @@ def write_dets(path: Path, dets) -> Path:
     return path
 
 
+def train_tiny(cfg, out, cache, *extra):
+    """Run train.py on a recipe in a subprocess (one selective-search worker, no bars)."""
+    import subprocess
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", str(cfg), "--out", str(out),
+                           "--cache-dir", str(cache), "--no-progress", "--workers", "1", *map(str, extra)],
+                          capture_output=True, text=True, timeout=600)
+
+
 @pytest.fixture
 def run_script():
     """Run a root CLI script in a subprocess; returns CompletedProcess."""

@@ -1,13 +1,11 @@
 """The detector end to end on tiny generated data: train, resume, detect, evaluate."""
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import train_tiny
 from detector.sampling import label_regions, sample_regions
 
 
@@ -73,32 +71,27 @@ def test_training_writes_a_loadable_model_dir(tiny_model):
         assert heads["bbox_W"].shape == (2, predictor.members[0].net.feature_dim, 4)
 
 
-def _train(cfg, out, cache, *extra):
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", str(cfg), "--out", str(out),
-                           "--cache-dir", str(cache), "--no-progress", "--workers", "1", *map(str, extra)],
-                          capture_output=True, text=True, timeout=600)
-
 
 def test_resume_continues_and_seed_reproduces(tmp_path, shapes_data):
     from synthetic import tiny_config
     cfg1 = tiny_config(tmp_path / "c1.yaml", shapes_data, method="ss", epochs=1)
-    r = _train(cfg1, tmp_path / "a", tmp_path / "cache")
+    r = train_tiny(cfg1, tmp_path / "a", tmp_path / "cache")
     assert r.returncode == 0, r.stderr[-2000:]
     cfg2 = tiny_config(tmp_path / "c2.yaml", shapes_data, method="ss", epochs=2)
-    r = _train(cfg2, tmp_path / "a", tmp_path / "cache", "--resume")
+    r = train_tiny(cfg2, tmp_path / "a", tmp_path / "cache", "--resume")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "resuming" in r.stderr and "epoch 1/2" not in r.stderr and "epoch 2/2" in r.stderr
     history = json.loads((tmp_path / "a" / "manifest.json").read_text())["history"]
     assert [h["epoch"] for h in history] == [1, 2]
     # the same seed and recipe give the same weights as the uninterrupted run
-    r = _train(cfg2, tmp_path / "b", tmp_path / "cache")
+    r = train_tiny(cfg2, tmp_path / "b", tmp_path / "cache")
     assert r.returncode == 0, r.stderr[-2000:]
     a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)
     b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
     # resuming a finished run leaves the model as it is
     before = (tmp_path / "a" / "model.pt").stat().st_mtime_ns
-    r = _train(cfg2, tmp_path / "a", tmp_path / "cache", "--resume")
+    r = train_tiny(cfg2, tmp_path / "a", tmp_path / "cache", "--resume")
     assert r.returncode == 0 and "already trained" in r.stderr
     assert (tmp_path / "a" / "model.pt").stat().st_mtime_ns == before
 
@@ -106,7 +99,7 @@ def test_resume_continues_and_seed_reproduces(tmp_path, shapes_data):
 def test_warp_mode_trains_and_detects(tmp_path, shapes_data, run_script):
     from synthetic import tiny_config
     cfg = tiny_config(tmp_path / "w.yaml", shapes_data, method="ss", mode="warp", epochs=1)
-    r = _train(cfg, tmp_path / "w", tmp_path / "cache", "--max-steps", "2")
+    r = train_tiny(cfg, tmp_path / "w", tmp_path / "cache", "--max-steps", "2")
     assert r.returncode == 0, r.stderr[-2000:]
     out = run_script("detect.py", shapes_data / "JPEGImages" / "shape_000.jpg", "--model", tmp_path / "w",
                      "--cache-dir", tmp_path / "cache", "--out", tmp_path / "o", "--json", tmp_path / "d.json")

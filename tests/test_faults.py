@@ -7,13 +7,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import ROOT
-
-
-def _train(cfg, out, cache, *extra):
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", str(cfg), "--out", str(out),
-                           "--cache-dir", str(cache), "--no-progress", "--workers", "1", *map(str, extra)],
-                          capture_output=True, text=True, timeout=600)
+from conftest import ROOT, train_tiny
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +17,7 @@ def two_runs(tmp_path_factory, shapes_data):
     work = tmp_path_factory.mktemp("faults")
     cfg = tiny_config(work / "c.yaml", shapes_data, method="ss", epochs=1)
     for name, seed in (("a", 0), ("b", 1)):
-        r = _train(cfg, work / name, work / "cache", "--seed", seed, "--max-steps", "2")
+        r = train_tiny(cfg, work / name, work / "cache", "--seed", seed, "--max-steps", "2")
         assert r.returncode == 0, r.stderr[-2000:]
     return work, cfg
 
@@ -52,10 +46,10 @@ def test_resume_refuses_another_recipe_and_a_failed_retrain_keeps_the_old_model(
     run = tmp_path / "a"
     shutil.copytree(work / "a", run)
     before = {f: (run / f).read_bytes() for f in ("config.yaml", "model.pt", "heads.npz", "manifest.json")}
-    r = _train(cfg, run, work / "cache", "--resume", "--set", "train.lr=0.05")
+    r = train_tiny(cfg, run, work / "cache", "--resume", "--set", "train.lr=0.05")
     assert r.returncode == 2 and "--resume with another recipe" in r.stderr and "train.lr (0.01 -> 0.05)" in r.stderr
     assert "Traceback" not in r.stderr
-    r = _train(cfg, run, work / "cache", "--set", "train.lr=1e12", "train.warmup_iters=0")   # diverges
+    r = train_tiny(cfg, run, work / "cache", "--set", "train.lr=1e12", "train.warmup_iters=0")   # diverges
     assert r.returncode == 2 and "diverged" in r.stderr and "Traceback" not in r.stderr
     assert {f: (run / f).read_bytes() for f in before} == before  # the previous model, untouched
 
@@ -68,7 +62,7 @@ def test_a_retrained_model_gets_a_fresh_manifest(two_runs, tmp_path):
     manifest["test"] = {"mAP": 0.99}                              # what a bundling step adds
     (run / "manifest.json").write_text(json.dumps(manifest))
     (run / "checkpoint.pt").unlink()
-    r = _train(cfg, run, work / "cache", "--seed", "3", "--max-steps", "1")
+    r = train_tiny(cfg, run, work / "cache", "--seed", "3", "--max-steps", "1")
     assert r.returncode == 0, r.stderr[-2000:]
     fresh = json.loads((run / "manifest.json").read_text())
     assert "test" not in fresh and fresh["seed"] == 3 and "fingerprint" in fresh
@@ -91,7 +85,7 @@ def test_every_model_file_damaged_is_one_line_naming_it(two_runs, tmp_path, run_
     else:
         target.write_bytes(damage)
     if name == "checkpoint.pt":
-        r = _train(cfg, run, work / "cache", "--resume")
+        r = train_tiny(cfg, run, work / "cache", "--resume")
     else:
         r = run_script("detect.py", ROOT / "examples" / "bccd_mini" / "JPEGImages" / "BloodImage_00007.jpg",
                        "--model", run, "--no-images")
@@ -173,7 +167,7 @@ def test_a_jpeg_cut_short_is_decoded_with_a_warning(tmp_path, caplog):
 def test_recipe_values_are_validated(tmp_path, shapes_data, setting, message):
     from synthetic import tiny_config
     cfg = tiny_config(tmp_path / "c.yaml", shapes_data, method="ss", epochs=1)
-    r = _train(cfg, tmp_path / "o", tmp_path / "cache", "--set", setting)
+    r = train_tiny(cfg, tmp_path / "o", tmp_path / "cache", "--set", setting)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o" / "model.pt").exists()
 
@@ -187,7 +181,7 @@ def test_sigkill_mid_training_then_resume_gives_the_uninterrupted_model(tmp_path
 
     from synthetic import tiny_config
     cfg = tiny_config(tmp_path / "c.yaml", shapes_data, method="ss", epochs=3)
-    assert _train(cfg, tmp_path / "whole", tmp_path / "cache").returncode == 0
+    assert train_tiny(cfg, tmp_path / "whole", tmp_path / "cache").returncode == 0
     cmd = [sys.executable, str(ROOT / "train.py"), "--config", str(cfg), "--out", str(tmp_path / "cut"),
            "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--workers", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -198,7 +192,7 @@ def test_sigkill_mid_training_then_resume_gives_the_uninterrupted_model(tmp_path
     proc.wait()
     (tmp_path / "cut" / ".checkpoint.pt.leftover.tmp").write_bytes(b"half a checkpoint")   # as a kill mid-write leaves
     assert not (tmp_path / "cut" / "model.pt").exists()  # no half model where none was
-    r = _train(cfg, tmp_path / "cut", tmp_path / "cache", "--resume")
+    r = train_tiny(cfg, tmp_path / "cut", tmp_path / "cache", "--resume")
     assert r.returncode == 0, r.stderr[-2000:]
     a = torch.load(tmp_path / "whole" / "model.pt", weights_only=True)
     b = torch.load(tmp_path / "cut" / "model.pt", weights_only=True)

@@ -1,13 +1,11 @@
 """The accuracy levers a recipe can switch on: joint box regression, jittered gt
 regions, photometric jitter, flip voting at test time, and --set overrides."""
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import train_tiny
 from core.boxes import pairwise_iou
 from networks.augment import color_jitter, jitter_boxes
 
@@ -45,11 +43,6 @@ def test_box_loss_reads_the_gt_class_of_foreground_regions_only():
     assert box_loss(deltas, labels, targets).item() == pytest.approx((1 - 1 / 18) / 2)
 
 
-def _train(cfg, out, cache, *extra):
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", str(cfg), "--out", str(out),
-                           "--cache-dir", str(cache), "--no-progress", "--workers", "1", *map(str, extra)],
-                          capture_output=True, text=True, timeout=600)
-
 
 def test_joint_regressor_with_jitter_trains_and_flip_vote_is_mirror_symmetric(tmp_path, shapes_data):
     from core.images import read_image
@@ -57,7 +50,7 @@ def test_joint_regressor_with_jitter_trains_and_flip_vote_is_mirror_symmetric(tm
     from networks.transforms import to_tensor
     from synthetic import tiny_config
     cfg = tiny_config(tmp_path / "c.yaml", shapes_data, method="ss", epochs=1)
-    r = _train(cfg, tmp_path / "m", tmp_path / "cache", "--max-steps", "3", "--set", "model.bbox_regressor=joint",
+    r = train_tiny(cfg, tmp_path / "m", tmp_path / "cache", "--max-steps", "3", "--set", "model.bbox_regressor=joint",
                "train.gt_jitter=2", "train.color_jitter=0.3", "test.flip_vote=true")
     assert r.returncode == 0, r.stderr[-2000:]
     saved = (tmp_path / "m" / "config.yaml").read_text()
@@ -80,8 +73,8 @@ def test_joint_regressor_with_jitter_trains_and_flip_vote_is_mirror_symmetric(tm
 def test_set_rejects_an_unknown_key_and_a_malformed_item(tmp_path, shapes_data):
     from synthetic import tiny_config
     cfg = tiny_config(tmp_path / "c.yaml", shapes_data, method="ss", epochs=1)
-    r = _train(cfg, tmp_path / "m", tmp_path / "cache", "--set", "train.epoch=3")
+    r = train_tiny(cfg, tmp_path / "m", tmp_path / "cache", "--set", "train.epoch=3")
     assert r.returncode == 2 and "unknown key(s) ['epoch'] in 'train'" in r.stderr
     assert "Traceback" not in r.stderr
-    r = _train(cfg, tmp_path / "m", tmp_path / "cache", "--set", "train.epochs")
+    r = train_tiny(cfg, tmp_path / "m", tmp_path / "cache", "--set", "train.epochs")
     assert r.returncode == 2 and "expected KEY=VALUE" in r.stderr
