@@ -78,11 +78,10 @@ def _run_training(args, device) -> None:
         else:
             from proposals.multibox import train_multibox
             t = time.time()
-            hooks = [HistoryWriter(multibox_dir, images_per_epoch=len(dataset.images))]
+            hooks = [budget.stage_hook("multibox", MULTIBOX_SHARE, cfg.proposals.multibox)] if budget else []
+            hooks.append(HistoryWriter(multibox_dir, images_per_epoch=len(dataset.images)))
             if getattr(args, "tensorboard", False):
                 hooks.append(TensorBoardWriter(args.out, "multibox"))
-            if budget:
-                hooks.append(budget.stage_hook("multibox", MULTIBOX_SHARE, cfg.proposals.multibox))
             train_multibox(dataset, cfg.proposals.multibox, multibox_dir, device, resume=args.resume,
                            max_steps=args.max_steps, progress=progress, hooks=hooks)
             log.info("MultiBox trained in %.0f s", time.time() - t)
@@ -107,13 +106,16 @@ def _run_training(args, device) -> None:
             _link_multibox(multibox_dir, os.path.join(out, "multibox"))
         # config.yaml is written with the weights when training ends (detector.fine_tune):
         # a run that fails leaves the previous model directory as it was
-        hooks = [HistoryWriter(out, images_per_epoch=len(dataset.images))]
-        if getattr(args, "tensorboard", False):
-            hooks.append(TensorBoardWriter(out, "classifier"))
-        if member_cfg.train.eval_every:
-            hooks.insert(0, validation_hook(member_cfg, dataset, source, device, out, held_out))
+        # in this order: the budget fixes the number of epochs, so that validation knows
+        # the last one (always validated), then the record it completed is written
+        hooks = []
         if budget:   # members share what MultiBox and the proposals left; ~5% kept for the heads
             hooks.append(budget.stage_hook("classifier", CLASSIFIER_SHARE / len(members), member_cfg.train))
+        if member_cfg.train.eval_every:
+            hooks.append(validation_hook(member_cfg, dataset, source, device, out, held_out))
+        hooks.append(HistoryWriter(out, images_per_epoch=len(dataset.images)))
+        if getattr(args, "tensorboard", False):
+            hooks.append(TensorBoardWriter(out, "classifier"))
         train_classifier(dataset, member_cfg, source, out, device, resume=args.resume,
                          max_steps=args.max_steps, progress=progress, hooks=hooks)
         if distributed.is_main() and os.path.exists(os.path.join(out, "manifest.json")):
