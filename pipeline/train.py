@@ -73,7 +73,9 @@ def _run_training(args, device) -> None:
     budget = Budget(args.minutes, started) if getattr(args, "minutes", None) else None
     multibox_dir = os.path.join(args.out, "multibox")
     if _needs_multibox(cfg) and args.stage in ("all", "multibox"):
-        if os.path.exists(os.path.join(multibox_dir, "multibox.pt")) and not args.resume:
+        exported = os.path.exists(os.path.join(multibox_dir, "multibox.pt"))
+        if exported and (not args.resume or not os.path.exists(os.path.join(multibox_dir, "checkpoint.pt"))):
+            # (a MultiBox copied in, e.g. a bundled one, has no checkpoint: --resume keeps it)
             log.info("MultiBox already trained in %s (delete it to retrain)", multibox_dir)
         else:
             from proposals.multibox import train_multibox
