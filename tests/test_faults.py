@@ -220,3 +220,16 @@ def test_a_full_disk_is_one_line(tmp_path, tiny_model, run_script):
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)
         sh.rmtree(mnt, ignore_errors=True)
+
+
+def test_resume_keeps_a_multibox_copied_in_without_its_checkpoint(tmp_path, tiny_model):
+    """The ablation rows copy the bundled MultiBox in: --resume must use it, not retrain it."""
+    run = tmp_path / "run"
+    (run / "multibox").mkdir(parents=True)
+    for name in ("multibox.pt", "multibox.json"):
+        shutil.copy(tiny_model["model"] / "multibox" / name, run / "multibox" / name)
+    before = (run / "multibox" / "multibox.pt").read_bytes()
+    r = train_tiny(tiny_model["config"], run, tiny_model["cache"], "--resume", "--max-steps", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "MultiBox already trained" in r.stderr and "multibox epoch" not in r.stderr
+    assert (run / "multibox" / "multibox.pt").read_bytes() == before and (run / "model.pt").exists()
