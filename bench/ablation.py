@@ -6,7 +6,8 @@
 
 A plan names a recipe, a dataset, and rows. A row either trains the recipe with
 ``train:`` overrides (``train.py --set``) into runs/ablation/<plan>/<row>, or reuses
-a trained ``model:``; either way ``test:`` overrides (``evaluate.py --set``) apply at
+a trained ``model:``, or votes with ``members:`` (model dirs, ensembled in
+runs/ablation/<plan>/<row>/ensemble.json); either way ``test:`` overrides (``evaluate.py --set``) apply at
 test time. Every row is scored on the test split on both proposal paths (paper:
 the recipe's method; fast: MultiBox only); outputs go to bench/results/ablation/<plan>/
 (<row>_paper.json, <row>_fast.json, the training log) and the table to
@@ -64,6 +65,12 @@ def _run(cmd: list[str], log: str) -> None:
 def train_row(plan: dict, row: dict, run_dir: str, args) -> str:
     if "model" in row:
         return row["model"]
+    if "members" in row:
+        from ensemble import write_ensemble
+        os.makedirs(run_dir, exist_ok=True)
+        write_ensemble(run_dir, [os.path.relpath(os.path.join(ROOT, m), os.path.join(ROOT, run_dir))
+                                 for m in row["members"]])
+        return run_dir
     os.makedirs(run_dir, exist_ok=True)
     mb = os.path.join(run_dir, "multibox")
     if plan.get("multibox_from") and not os.path.exists(mb):

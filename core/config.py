@@ -84,6 +84,10 @@ class ModelConfig:
     max_image_side: int = 1000         # shared: cap on the longer side
     roi_size: int = 14                 # shared: roi_align output on the 4e map
     roi_sampling: int = 2              # shared: bilinear samples per bin side (1 is 4x cheaper)
+    roi_context: int = 0               # shared: bins of context around each region's roi_size window
+                                       # (R-CNN's context_pad, counted in window bins)
+    fine_features: bool = False        # shared: cut regions at stride 8 from 4e upsampled + a 1x1
+                                       # projection of 3b (a top-down merge, for small objects)
     bbox_regressor: str = "ridge"      # ridge: R-CNN's regressors fitted on frozen features after
                                        # training; joint: Fast R-CNN's layer trained with the classifier
 
@@ -217,6 +221,7 @@ RANGES = {
     ("model", "width"): (0, None, False), ("model", "image_scale"): (16, None, True),
     ("model", "max_image_side"): (16, None, True), ("model", "roi_size"): (1, None, True),
     ("model", "roi_sampling"): (0, None, True), ("model", "input_size"): (16, None, True),
+    ("model", "roi_context"): (0, None, True), ("model", "context_pad"): (0, None, True),
     ("test", "score_threshold"): (0, 1, True), ("test", "nms_iou"): (0, 1, True),
     ("test", "max_per_image"): (1, None, True), ("test", "batch_regions"): (1, None, True),
     ("proposals", "multibox_top_k"): (1, None, True),
@@ -236,6 +241,11 @@ def _validate(cfg: Config, source: str) -> None:
             if (low is not None and (v < low or (v == low and not low_ok))) or (high is not None and v > high):
                 bound = (f">= {low}" if low_ok else f"> {low}") + (f" and <= {high}" if high is not None else "")
                 raise UserError(f"{source}: {where}.{key} = {value!r}; it must be {bound}")
+    for pad, size, name in ((cfg.model.roi_context, cfg.model.roi_size, "roi_context"),
+                            (cfg.model.context_pad, cfg.model.input_size, "context_pad")):
+        if 2 * pad >= size:
+            raise UserError(f"{source}: model.{name} = {pad}; it must be less than half of "
+                            f"model.{'roi_size' if name == 'roi_context' else 'input_size'} ({size})")
     classes = cfg.data.classes or []
     twice = sorted({c for c in classes if classes.count(c) > 1})
     if twice:

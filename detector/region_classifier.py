@@ -7,7 +7,12 @@
 * ``shared`` (fast): the trunk runs once per image up to inception 4e (stride 16);
   roi_align cuts every proposal's ``roi_size`` x ``roi_size`` window out of that map,
   and pool4, inception 5a/5b and the heads run per region. The auxiliary classifiers
-  read roi_align windows of the 4a and 4d maps the same way.
+  read roi_align windows of the 4a and 4d maps the same way. With ``fine_features``
+  the windows come from a stride-8 map instead: 4e upsampled 2x plus a 1x1 projection
+  of 3b (FPN's top-down merge), so a 30-px platelet spans ~4x4 cells, not ~2x2. With
+  ``roi_context`` each window is dilated as R-CNN's ``context_pad`` dilates a warp: the
+  classifier sees around the region, and beyond the image border (zeros), which is
+  where annotators leave cut-off cells out.
 
 Either way a region ends as the 1024-d (times width) average-pooled feature that the
 softmax classifier, the bounding-box regressors and the optional SVMs all read. With
@@ -21,8 +26,8 @@ import torch
 from torch import nn
 from torchvision.ops import roi_align
 
-from networks.googlenet import STRIDE, build_googlenet
-from networks.transforms import resize_tensor, shared_scale, warp_regions
+from networks.googlenet import STRIDE, build_googlenet, out_channels
+from networks.transforms import context_boxes, resize_tensor, shared_scale, warp_regions
 
 SHARED_STOP = "4e"
 
@@ -40,6 +45,12 @@ class RegionClassifier(nn.Module):
             self.bbox_pred = nn.Linear(self.net.feature_dim, 4 * num_classes)
             nn.init.normal_(self.bbox_pred.weight, std=0.001)
             nn.init.zeros_(self.bbox_pred.bias)
+        self.lateral = None
+        if model_cfg.region_mode == "shared" and model_cfg.fine_features:
+            # zero weights: training starts from plain upsampled 4e and learns what 3b adds
+            self.lateral = nn.Conv2d(out_channels("3b", model_cfg.width), out_channels(SHARED_STOP, model_cfg.width), 1)
+            nn.init.zeros_(self.lateral.weight)
+            nn.init.zeros_(self.lateral.bias)
 
     def box_deltas(self, feats: torch.Tensor) -> torch.Tensor | None:
         """(R, C, 4) class-specific deltas (BBOX_WEIGHTS-scaled) from the joint layer; None without it."""
@@ -69,14 +80,22 @@ class RegionClassifier(nn.Module):
 
     def forward_shared(self, image: torch.Tensor, boxes: torch.Tensor):
         """image (3, H, W) already at the network scale; boxes (R, 4) in its pixels."""
-        x, tapped = self.net.run(image[None], stop=SHARED_STOP, taps=self._aux_taps())
+        aux_taps = self._aux_taps()
+        x, tapped = self.net.run(image[None], stop=SHARED_STOP,
+                                 taps=aux_taps + ("3b",) if self.lateral is not None else aux_taps)
+        stride = STRIDE[SHARED_STOP]
+        if self.lateral is not None:
+            fine = tapped.pop("3b")
+            x = nn.functional.interpolate(x, size=fine.shape[-2:], mode="nearest") + self.lateral(fine)
+            stride = STRIDE["3b"]
         size = self.cfg.roi_size
+        windows = context_boxes(boxes, size, self.cfg.roi_context) if self.cfg.roi_context else boxes
 
-        def cut(fmap, stage):
-            return roi_align(fmap, [boxes], output_size=size, spatial_scale=1.0 / STRIDE[stage],
+        def cut(fmap, fmap_stride):
+            return roi_align(fmap, [windows], output_size=size, spatial_scale=1.0 / fmap_stride,
                              sampling_ratio=self.cfg.roi_sampling, aligned=True)
-        y, _ = self.net.run(cut(x, SHARED_STOP), start=SHARED_STOP)
-        return self._outputs(self.net.pool(y), [self.net.aux[k](cut(tapped[k], k)) for k in tapped])
+        y, _ = self.net.run(cut(x, stride), start=SHARED_STOP)
+        return self._outputs(self.net.pool(y), [self.net.aux[k](cut(tapped[k], STRIDE[k])) for k in tapped])
 
     def regions(self, image: torch.Tensor, boxes: torch.Tensor, batch: int = 256):
         """(features, logits, deltas or None, aux logits) for boxes in the *original* image's pixels.

@@ -54,6 +54,18 @@ def test_resume_refuses_another_recipe_and_a_failed_retrain_keeps_the_old_model(
     assert {f: (run / f).read_bytes() for f in before} == before  # the previous model, untouched
 
 
+def test_a_checkpoint_older_than_a_new_option_resumes_when_the_option_is_left_at_its_default():
+    from core.config import Config
+    from core.errors import UserError
+    from detector.fine_tune import check_same_recipe, training_recipe
+    current = training_recipe(Config())
+    older = {k: v for k, v in current.items() if k != "model.roi_context"}     # written before the option existed
+    check_same_recipe(older, current, "checkpoint.pt")
+    current["model.roi_context"] = 1
+    with pytest.raises(UserError, match=r"model.roi_context \(0 -> 1\)"):
+        check_same_recipe(older, current, "checkpoint.pt")
+
+
 def test_a_retrained_model_gets_a_fresh_manifest(two_runs, tmp_path):
     work, cfg = two_runs
     run = tmp_path / "a"

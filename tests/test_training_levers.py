@@ -78,3 +78,50 @@ def test_set_rejects_an_unknown_key_and_a_malformed_item(tmp_path, shapes_data):
     assert "Traceback" not in r.stderr
     r = train_tiny(cfg, tmp_path / "m", tmp_path / "cache", "--set", "train.epochs")
     assert r.returncode == 2 and "expected KEY=VALUE" in r.stderr
+
+
+def test_fine_features_cut_regions_at_stride_8_and_learn_the_3b_projection(tmp_path, shapes_data):
+    from core.config import load_config
+    from detector.model import DetectorModel
+    from detector.region_classifier import RegionClassifier
+    from synthetic import tiny_config
+    cfg = tiny_config(tmp_path / "c.yaml", shapes_data, method="ss", epochs=1)
+    # zero-initialized projection: at the start the regions read nearest-upsampled 4e
+    model_cfg = load_config(str(cfg)).model
+    model_cfg.fine_features = True
+    torch.manual_seed(0)
+    net = RegionClassifier(model_cfg, 2).eval()
+    image, boxes = torch.randn(3, 96, 128), torch.tensor([[8.0, 8.0, 40.0, 40.0]])
+    coarse, _ = net.net.run(image[None], stop="4e")
+    fine = torch.nn.functional.interpolate(coarse, scale_factor=2, mode="nearest")
+    from torchvision.ops import roi_align
+    window = roi_align(fine, [boxes], model_cfg.roi_size, 1 / 8, model_cfg.roi_sampling, aligned=True)
+    expected = net.net.pool(net.net.run(window, start="4e")[0])
+    assert torch.allclose(net(image, boxes)[0], expected, atol=1e-5)
+
+    r = train_tiny(cfg, tmp_path / "m", tmp_path / "cache", "--max-steps", "3", "--set", "model.fine_features=true")
+    assert r.returncode == 0, r.stderr[-2000:]
+    model = DetectorModel.load(str(tmp_path / "m"))
+    assert model.net.lateral is not None and model.net.lateral.weight.abs().sum() > 0   # it learned
+
+
+def test_roi_context_reads_the_dilated_window_and_zeros_beyond_the_border(tmp_path, shapes_data):
+    from core.config import load_config
+    from detector.region_classifier import RegionClassifier
+    from synthetic import tiny_config
+    plain_cfg = load_config(str(tiny_config(tmp_path / "c.yaml", shapes_data))).model
+    context_cfg = load_config(str(tmp_path / "c.yaml")).model
+    plain_cfg.roi_size = context_cfg.roi_size = 8
+    context_cfg.roi_context = 1                  # windows 8/6 of the box
+    torch.manual_seed(0)
+    plain = RegionClassifier(plain_cfg, 2).eval()
+    with_context = RegionClassifier(context_cfg, 2).eval()
+    with_context.load_state_dict(plain.state_dict())
+    image = torch.randn(3, 96, 128)
+    box, dilated = torch.tensor([[30.0, 30.0, 60.0, 54.0]]), torch.tensor([[25.0, 26.0, 65.0, 58.0]])
+    assert torch.allclose(with_context(image, box)[0], plain(image, dilated)[0], atol=1e-5)
+    assert not torch.allclose(with_context(image, box)[0], plain(image, box)[0], atol=1e-3)
+    # a box on the border: its window reaches past the image, where roi_align reads zeros
+    corner = torch.tensor([[0.0, 0.0, 30.0, 30.0]])
+    assert torch.allclose(with_context(image, corner)[0], plain(image, torch.tensor([[-5.0, -5.0, 35.0, 35.0]]))[0],
+                          atol=1e-5)
