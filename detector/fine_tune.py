@@ -288,7 +288,8 @@ def check_same_recipe(saved: dict, current: dict, checkpoint: str) -> None:
     predates counts as its default (a newer version's new option, left off)."""
     from core.config import Config
     default = training_recipe(Config())
-    differ = sorted(k for k in set(saved) | set(current) if saved.get(k, default.get(k)) != current.get(k, default.get(k))
+    saved, current = {**default, **saved}, {**default, **current}
+    differ = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k)
                     and k not in ("train.epochs", "train.lr_steps", "train.eval_every", "train.early_stop"))
     if differ:
         shown = ", ".join(f"{k} ({saved.get(k)!r} -> {current.get(k)!r})" for k in differ[:5])
