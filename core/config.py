@@ -117,7 +117,10 @@ class TrainConfig:
     bbox_regression: bool = True       # regress boxes (how: model.bbox_regressor)
     bbox_iou: float = 0.6              # ridge: proposals this close to a gt train the regressors
     bbox_loss_weight: float = 1.0      # joint: smooth-L1 box loss weight beside the softmax loss
+    ohem_pool: int = 0                 # > rois_per_image: score this many sampled regions, train on the
+                                       # rois_per_image hardest (online hard-example mining)
     gt_jitter: int = 0                 # jittered copies of every gt box added to an image's proposals
+    random_crop: float = 0.0           # > 0: half the images cropped to a random [this, 1] of each side
     color_jitter: float = 0.0          # photometric jitter strength (brightness, contrast, saturation)
     num_threads: int = 0               # 0: torch default
     eval_every: int = 0                # validation mAP every N epochs, best epoch kept (0: off)
@@ -211,7 +214,8 @@ RANGES = {
     ("train", "weight_decay"): (0, None, True), ("train", "lr_gamma"): (0, 1, False),
     ("train", "warmup_iters"): (0, None, True), ("train", "ema_decay"): (0, 1, True),
     ("train", "aux_weight"): (0, None, True), ("train", "bbox_loss_weight"): (0, None, True),
-    ("train", "gt_jitter"): (0, None, True), ("train", "color_jitter"): (0, 1, True),
+    ("train", "gt_jitter"): (0, None, True), ("train", "ohem_pool"): (0, None, True), ("train", "color_jitter"): (0, 1, True),
+    ("train", "random_crop"): (0, 1, True),
     ("train", "eval_every"): (0, None, True), ("train", "early_stop"): (0, None, True),
     ("train", "lr_steps"): (0, None, True), ("train", "scale_jitter"): (1, None, True),
     ("multibox", "epochs"): (1, None, True), ("multibox", "lr"): (0, None, False),

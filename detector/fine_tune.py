@@ -25,13 +25,13 @@ from core.boxes import encode, pairwise_iou
 from core.errors import UserError
 from core.fileio import atomic_write, write_json
 from core.images import read_image
-from networks.augment import color_jitter, jitter_boxes
+from networks.augment import color_jitter, jitter_boxes, random_crop_window
 from networks.engine import Trainer, save_checkpoint, seed_everything, set_threads
 from networks.transforms import resize_tensor, shared_scale, to_tensor, warp_regions
 
 from .heads import BBOX_WEIGHTS, fit_bbox_regressors, fit_svms
 from .region_classifier import RegionClassifier
-from .sampling import flip_boxes, label_regions, sample_regions
+from .sampling import crop_targets, flip_boxes, ignore_regions, label_regions, sample_regions
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +55,7 @@ def region_loss(net, image: torch.Tensor, boxes: torch.Tensor, labels: torch.Ten
     sampled regions. ``net``: a RegionClassifier, or one wrapped in DistributedDataParallel.
     ``boxes (R, 4)`` in the image's pixels, ``labels (R,)`` 0 = background,
     ``box_targets (R, 4)``: encoded deltas to each region's gt (read for foreground only)."""
-    if cfg.model.region_mode == "warp":
-        _, logits, deltas, aux = net(warp_regions(image, boxes, cfg.model.input_size, cfg.model.context_pad))
-    else:
-        h, w = image.shape[-2:]
-        scale = shared_scale(h, w, short_side or cfg.model.image_scale, cfg.model.max_image_side)
-        _, logits, deltas, aux = net(resize_tensor(image, scale), boxes * scale)
+    _, logits, deltas, aux = _forward_regions(net, image, boxes, cfg, short_side)
     loss = nn.functional.cross_entropy(logits, labels)
     for a in aux:
         loss = loss + cfg.train.aux_weight * nn.functional.cross_entropy(a, labels)
@@ -68,6 +63,27 @@ def region_loss(net, image: torch.Tensor, boxes: torch.Tensor, labels: torch.Ten
         loss = loss + cfg.train.bbox_loss_weight * box_loss(deltas, labels, box_targets)
     accuracy = (logits.argmax(1) == labels).float().mean()
     return loss, accuracy
+
+
+def _forward_regions(net, image: torch.Tensor, boxes: torch.Tensor, cfg, short_side: int | None):
+    """(features, logits, deltas, aux logits) of ``boxes`` in ``image``'s pixels, as training sees them."""
+    if cfg.model.region_mode == "warp":
+        return net(warp_regions(image, boxes, cfg.model.input_size, cfg.model.context_pad))
+    h, w = image.shape[-2:]
+    scale = shared_scale(h, w, short_side or cfg.model.image_scale, cfg.model.max_image_side)
+    return net(resize_tensor(image, scale), boxes * scale)
+
+
+@torch.no_grad()
+def hardest_regions(net, image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, cfg,
+                    short_side: int | None, keep: int) -> torch.Tensor:
+    """Online hard-example mining (Shrivastava et al. 2016): indices of the ``keep``
+    regions of ``boxes (R, 4)`` whose classification loss is highest under the current
+    weights. One extra forward without gradient; the batch-norm statistics it sees are
+    those of the same image."""
+    _, logits, _, _ = _forward_regions(net, image, boxes, cfg, short_side)
+    losses = nn.functional.cross_entropy(logits, labels, reduction="none")
+    return torch.topk(losses, min(keep, len(losses))).indices
 
 
 def box_loss(deltas: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -172,24 +188,36 @@ def _image_loss(model, rec, source, cfg, rng: np.random.Generator, device):
     tc = cfg.train
     flip = tc.flip and rng.random() < 0.5
     image, proposals, gt_boxes, gt_labels = _training_targets(rec, source, flip)
+    cut_gt = np.zeros((0, 4))
+    if tc.random_crop and rng.random() < 0.5:
+        window = random_crop_window(image.shape[1], image.shape[0], tc.random_crop, rng)
+        x0, y0, x1, y1 = window.astype(int)
+        image = np.ascontiguousarray(image[y0:y1, x0:x1])
+        proposals, gt_boxes, gt_labels, cut_gt = crop_targets(window, proposals, gt_boxes, gt_labels)
+    height, width = image.shape[:2]
     image = color_jitter(image, tc.color_jitter, rng)
     if tc.gt_jitter:
-        extra = jitter_boxes(gt_boxes, tc.gt_jitter, rng, rec.width, rec.height)
+        extra = jitter_boxes(gt_boxes, tc.gt_jitter, rng, width, height)
         proposals = np.vstack([np.asarray(proposals, np.float64).reshape(-1, 4), extra])
-    regions = label_regions(proposals, gt_boxes, gt_labels, tc.fg_iou, tc.bg_iou_low)
-    pick = sample_regions(regions.labels, tc.rois_per_image, tc.fg_fraction, rng, tc.class_balanced)
+    regions = ignore_regions(label_regions(proposals, gt_boxes, gt_labels, tc.fg_iou, tc.bg_iou_low), cut_gt)
+    pick = sample_regions(regions.labels, max(tc.rois_per_image, tc.ohem_pool), tc.fg_fraction, rng,
+                          tc.class_balanced)
     boxes, labels = regions.boxes[pick], regions.labels[pick]
     targets = np.zeros((len(pick), 4))
     fg = labels > 0
     if fg.any():
         targets[fg] = encode(boxes[fg], gt_boxes[regions.gt_index[pick][fg]].astype(np.float64), BBOX_WEIGHTS)
     if len(pick) == 0:       # no gt, no usable proposal: the whole image as background
-        boxes, labels = np.array([[0, 0, rec.width, rec.height]], np.float64), np.zeros(1, np.int64)
+        boxes, labels = np.array([[0, 0, width, height]], np.float64), np.zeros(1, np.int64)
         targets = np.zeros((1, 4))
     short = int(rng.choice(tc.scale_jitter)) if tc.scale_jitter else None
-    return region_loss(model, to_tensor(image, device), torch.as_tensor(boxes, dtype=torch.float32, device=device),
-                       torch.as_tensor(labels, device=device), cfg, short,
-                       torch.as_tensor(targets, dtype=torch.float32, device=device))
+    image = to_tensor(image, device)
+    boxes = torch.as_tensor(boxes, dtype=torch.float32, device=device)
+    labels, targets = torch.as_tensor(labels, device=device), torch.as_tensor(targets, dtype=torch.float32, device=device)
+    if tc.ohem_pool > tc.rois_per_image:
+        hard = hardest_regions(model, image, boxes, labels, cfg, short, tc.rois_per_image)
+        boxes, labels, targets = boxes[hard], labels[hard], targets[hard]
+    return region_loss(model, image, boxes, labels, cfg, short, targets)
 
 
 @torch.no_grad()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.boxes import pairwise_iou
+from core.boxes import box_area, clip_boxes, pairwise_iou
 
 
 @dataclass
@@ -54,6 +54,34 @@ def sample_regions(labels: np.ndarray, num: int, fg_fraction: float, rng: np.ran
         p /= p.sum()
     pick = np.concatenate([rng.choice(fg, n_fg, replace=False, p=p), rng.choice(bg, n_bg, replace=False)])
     return pick.astype(np.int64)
+
+
+def crop_targets(window: np.ndarray, proposals: np.ndarray, gt_boxes: np.ndarray, gt_labels: np.ndarray,
+                 min_visible: float = 0.6):
+    """Proposals and gt of an image cropped to ``window (x0, y0, x1, y1)``, in the crop's
+    pixels: (proposals, gt_boxes, gt_labels, cut_gt). A gt that keeps ``min_visible`` of
+    its area stays (clipped); one cut more than that is returned in ``cut_gt`` so that
+    the regions on it are left out of training (``ignore_regions``): datasets disagree
+    about cut-off objects (BCCD leaves cut cells out, raccoon boxes them), so a crop
+    teaches neither way."""
+    w, h = window[2] - window[0], window[3] - window[1]
+    shift = np.tile(window[:2], 2)
+    props = clip_boxes(np.asarray(proposals, np.float64).reshape(-1, 4) - shift, w, h)
+    props = props[(props[:, 2] - props[:, 0] >= 2) & (props[:, 3] - props[:, 1] >= 2)]
+    gt = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
+    clipped = clip_boxes(gt - shift, w, h)
+    visible = box_area(clipped) / np.maximum(box_area(gt), 1e-9)
+    keep = visible >= min_visible
+    cut = (visible > 0) & ~keep
+    return props, clipped[keep], np.asarray(gt_labels)[keep], clipped[cut]
+
+
+def ignore_regions(regions: LabeledRegions, cut_gt: np.ndarray, iou: float = 0.3) -> LabeledRegions:
+    """Background regions that overlap a cut-off object by ``iou`` leave training (-1)."""
+    if len(cut_gt):
+        near = pairwise_iou(regions.boxes, cut_gt).max(1) >= iou
+        regions.labels[near & (regions.labels == 0)] = -1
+    return regions
 
 
 def flip_boxes(boxes: np.ndarray, width: float) -> np.ndarray:

@@ -48,3 +48,11 @@ def jitter_boxes(gt_boxes: np.ndarray, copies: int, rng: np.random.Generator, wi
     half = wh * rng.uniform(1 - scale, 1 + scale, wh.shape) / 2
     boxes = clip_boxes(np.hstack([centre - half, centre + half]), width, height)
     return boxes[(boxes[:, 2] - boxes[:, 0] >= 2) & (boxes[:, 3] - boxes[:, 1] >= 2)]
+
+
+def random_crop_window(width: int, height: int, min_side: float, rng: np.random.Generator) -> np.ndarray:
+    """A crop (x0, y0, x1, y1) whose width and height are each a random [min_side, 1] of
+    the image's, placed uniformly: objects grow at the network scale and meet new edges."""
+    cw, ch = (int(round(rng.uniform(min_side, 1.0) * side)) for side in (width, height))
+    x0, y0 = int(rng.integers(0, width - cw + 1)), int(rng.integers(0, height - ch + 1))
+    return np.array([x0, y0, x0 + cw, y0 + ch], np.float64)

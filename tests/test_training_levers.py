@@ -30,6 +30,40 @@ def test_color_jitter_is_seeded_and_zero_strength_is_identity():
     assert color_jitter(image, 0.0, np.random.default_rng(5)) is image
 
 
+def test_hard_example_mining_keeps_the_regions_with_the_highest_loss(tmp_path, shapes_data):
+    from core.config import load_config
+    from detector.fine_tune import hardest_regions
+    from synthetic import tiny_config
+    cfg = load_config(str(tiny_config(tmp_path / "c.yaml", shapes_data, mode="warp")))
+
+    def net(crops):      # background logit = the crop's mean: brighter crops are "easier" negatives
+        m = crops.mean((1, 2, 3))
+        return None, torch.stack([m, -m], 1), None, []
+    image = torch.zeros(3, 40, 40)
+    image[:, :, 20:] = torch.linspace(-1, 1, 20)              # brighter to the right
+    boxes = torch.tensor([[x, 0.0, x + 4, 40.0] for x in (20, 36, 24, 30)])
+    hard = hardest_regions(net, image, boxes, torch.zeros(4, dtype=torch.long), cfg, None, keep=2)
+    assert sorted(hard.tolist()) == [0, 2]                   # the two darkest regions: highest background loss
+
+
+def test_a_crop_keeps_mostly_visible_objects_and_leaves_cut_ones_out_of_training():
+    from detector.sampling import crop_targets, ignore_regions, label_regions
+    from networks.augment import random_crop_window
+    window = random_crop_window(200, 100, 0.6, np.random.default_rng(3))
+    assert 120 <= window[2] - window[0] <= 200 and 60 <= window[3] - window[1] <= 100
+    assert window[0] >= 0 and window[1] >= 0 and window[2] <= 200 and window[3] <= 100
+    window = np.array([50.0, 0.0, 150.0, 100.0])
+    gt = np.array([[60, 10, 90, 40], [40, 50, 70, 80], [140, 10, 180, 40], [0, 0, 20, 20]], float)
+    proposals = np.array([[62, 12, 92, 42], [150, 10, 170, 30], [0, 60, 49, 90], [46, 10, 80, 40]], float)
+    props, kept, labels, cut = crop_targets(window, proposals, gt, np.array([0, 1, 0, 1]))
+    assert kept.tolist() == [[10, 10, 40, 40], [0, 50, 20, 80]]        # 100% and 2/3 visible, shifted
+    assert labels.tolist() == [0, 1]
+    assert cut.tolist() == [[90, 10, 100, 40]]                         # a quarter visible: cut
+    assert props.tolist() == [[12, 12, 42, 42], [0, 10, 30, 40]]       # outside ones and slivers gone
+    regions = ignore_regions(label_regions(np.array([[88.0, 10, 100, 40], [60, 60, 99, 99]]), kept, labels, 0.5, 0.0), cut)
+    assert regions.labels[-2] == -1 and regions.labels[-1] == 0        # on the cut object: not background
+
+
 def test_box_loss_reads_the_gt_class_of_foreground_regions_only():
     from detector.fine_tune import box_loss
     targets = torch.tensor([[0.5, 0.0, 0.0, 0.0], [9.0, 9.0, 9.0, 9.0]])
@@ -51,10 +85,11 @@ def test_joint_regressor_with_jitter_trains_and_flip_vote_is_mirror_symmetric(tm
     from synthetic import tiny_config
     cfg = tiny_config(tmp_path / "c.yaml", shapes_data, method="ss", epochs=1)
     r = train_tiny(cfg, tmp_path / "m", tmp_path / "cache", "--max-steps", "3", "--set", "model.bbox_regressor=joint",
-               "train.gt_jitter=2", "train.color_jitter=0.3", "test.flip_vote=true")
+               "train.gt_jitter=2", "train.color_jitter=0.3", "train.ohem_pool=48", "train.random_crop=0.6", "test.flip_vote=true")
     assert r.returncode == 0, r.stderr[-2000:]
     saved = (tmp_path / "m" / "config.yaml").read_text()
     assert "bbox_regressor: joint" in saved and "gt_jitter: 2" in saved and "flip_vote: true" in saved
+    assert "ohem_pool: 48" in saved
     with np.load(tmp_path / "m" / "heads.npz") as heads:
         assert "bbox_W" not in heads.files                 # no ridge regressors beside the joint layer
     model = DetectorModel.load(str(tmp_path / "m"))
