@@ -52,7 +52,8 @@ def load_plan(path: str) -> dict:
     return plan
 
 
-def _run(cmd: list[str], log: str) -> None:
+def run_logged(cmd: list[str], log: str) -> None:
+    """Run ``cmd`` from the repository root, its output appended to ``log``; a failure is one line."""
     with open(log, "a") as f:
         f.write(f"\n$ {' '.join(cmd)}\n")
         f.flush()
@@ -80,22 +81,30 @@ def train_row(plan: dict, row: dict, run_dir: str, args) -> str:
                "--cache-dir", args.cache_dir, "--no-progress"]
         if row.get("train"):
             cmd += ["--set", *row["train"]]
-        _run(cmd, os.path.join(args.results, f"{row['name']}_train.log"))
+        run_logged(cmd, os.path.join(args.results, f"{row['name']}_train.log"))
     return run_dir
 
 
-def score_row(plan: dict, row: dict, model: str, path: str, args) -> dict:
-    out = os.path.join(args.results, f"{row['name']}_{path}.json")
-    if args.rescore or not os.path.exists(out):
-        cmd = [sys.executable, "evaluate.py", "--dataset", plan["dataset"], "--split", plan.get("test_split", "test"),
-               "--model", model, "--metric", "voc", "--json", out, "--cache-dir", args.cache_dir, "--quiet"]
+def score_model(dataset: str, split: str, model: str, path: str, out: str, cache_dir: str, log: str,
+                test_overrides=(), rescore: bool = False) -> dict:
+    """evaluate.py's --json result (voc metric) of ``model`` on ``split``, on the paper
+    path (the recipe's proposals) or the fast one (MultiBox only); computed once."""
+    if rescore or not os.path.exists(out):
+        cmd = [sys.executable, "evaluate.py", "--dataset", dataset, "--split", split, "--model", model,
+               "--metric", "voc", "--json", out, "--cache-dir", cache_dir, "--quiet"]
         if path == "fast":
             cmd += ["--proposals", "multibox"]
-        if row.get("test"):
-            cmd += ["--set", *row["test"]]
-        _run(cmd, os.path.join(args.results, f"{row['name']}_eval.log"))
+        if test_overrides:
+            cmd += ["--set", *test_overrides]
+        run_logged(cmd, log)
     with open(out) as f:
         return json.load(f)
+
+
+def score_row(plan: dict, row: dict, model: str, path: str, args) -> dict:
+    return score_model(plan["dataset"], plan.get("test_split", "test"), model, path,
+                       os.path.join(args.results, f"{row['name']}_{path}.json"), args.cache_dir,
+                       os.path.join(args.results, f"{row['name']}_eval.log"), row.get("test") or (), args.rescore)
 
 
 def training_minutes(model: str) -> float | None:

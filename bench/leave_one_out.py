@@ -1,0 +1,105 @@
+#!/usr/bin/env python
+"""The default recipe on data it was not tuned for: ``train.py --dataset D --minutes M``
+with no --config, scored on the test split beside the tuned recipe and the peer.
+
+    python bench/leave_one_out.py                      # raccoon (45 min), then BCCD (100 min)
+    python bench/leave_one_out.py --only raccoon
+
+Each run trains into runs/leave_one_out/<name> (resumable: rerun after a kill; the wall
+minutes of every invocation are added up in bench/results/leave_one_out/<name>_train.json),
+is scored on both proposal paths, and the table goes to bench/results/leave_one_out.md with,
+when their result files exist, the tuned recipe's bundled model
+(bench/results/<name>_test_voc.json) and the peer (bench/results/peer_<name>_test_voc.json,
+bench/peer_fasterrcnn.py with the same minutes). Run it alone on the machine: the budget
+is wall time, and another CPU-heavy job halves it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from ablation import ROOT, run_logged, score_model
+
+sys.path.insert(0, ROOT)
+
+# name: (dataset, minutes, the issue's goal for the test mAP)
+RUNS = {"raccoon": ("../shared/datasets/raccoon", 45, 0.65), "bccd": ("../shared/datasets/bccd", 100, 0.88)}
+
+
+def train(name: str, dataset: str, minutes: float, out: str, results: str, cache_dir: str) -> float:
+    """Train (or resume) one run; returns the wall minutes of all its invocations."""
+    ledger = os.path.join(results, f"{name}_train.json")
+    spent = json.load(open(ledger)) if os.path.exists(ledger) else {"invocations": []}
+    finished = os.path.exists(os.path.join(out, "model.pt")) and not os.path.exists(os.path.join(out, "checkpoint.pt"))
+    if not finished:
+        cmd = [sys.executable, "train.py", "--dataset", dataset, "--out", out, "--minutes", str(minutes),
+               "--cache-dir", cache_dir, "--no-progress"] + (["--resume"] if os.path.isdir(out) else [])
+        t = time.time()
+        try:
+            run_logged(cmd, os.path.join(results, f"{name}_train.log"))
+        finally:
+            spent["invocations"].append({"command": " ".join(cmd[1:]), "minutes": round((time.time() - t) / 60, 2)})
+            from core.fileio import write_json
+            write_json(ledger, spent)
+    return sum(i["minutes"] for i in spent["invocations"])
+
+
+def _read_result(path: str) -> dict | None:
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_table(rows: list, path: str) -> None:
+    lines = ["# The default recipe on data it was not tuned for (test split, voc mAP)",
+             f"written {time.strftime('%Y-%m-%d %H:%M')} by `python bench/leave_one_out.py`", "",
+             "| dataset | budget min | wall min | within +10% | mAP paper | mAP fast | goal | tuned recipe "
+             "(bundled) | peer, same minutes |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, minutes, goal, wall, paper, fast in rows:
+        tuned = _read_result(os.path.join(ROOT, "bench", "results", f"{name}_test_voc.json"))
+        peer = _read_result(os.path.join(ROOT, "bench", "results", f"peer_{name}_test_voc.json"))
+        lines.append(f"| {name} | {minutes} | {wall:.1f} | {'yes' if wall <= 1.1 * minutes else 'no'} | "
+                     f"**{paper['mAP']:.3f}** | {fast['mAP']:.3f} | >= {goal} | "
+                     + (f"{tuned['mAP']:.3f}" if tuned else "not measured") + " | "
+                     + (f"{peer['mAP']:.3f}" if peer else "not run") + " |")
+    lines += ["", "Wall minutes: every train.py invocation of the run, added up (MultiBox, proposals, "
+              "classifier, heads). Per-class AP: bench/results/leave_one_out/<name>_paper.json."]
+    from core.fileio import atomic_write
+    with atomic_write(path) as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--only", choices=sorted(RUNS), help="run one dataset (default: both, raccoon first)")
+    p.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/googlenet-detector"), help="proposal cache")
+    args = p.parse_args()
+    results = os.path.join(ROOT, "bench", "results", "leave_one_out")
+    os.makedirs(results, exist_ok=True)
+    rows = []
+    for name, (dataset, minutes, goal) in RUNS.items():
+        out = os.path.join("runs", "leave_one_out", name)
+        if args.only in (None, name):
+            wall = train(name, dataset, minutes, out, results, args.cache_dir)
+        elif not os.path.exists(os.path.join(results, f"{name}_train.json")):
+            continue
+        else:
+            wall = sum(i["minutes"] for i in json.load(open(os.path.join(results, f"{name}_train.json")))["invocations"])
+        paper, fast = (score_model(dataset, "test", out, path, os.path.join(results, f"{name}_{path}.json"),
+                                   args.cache_dir, os.path.join(results, f"{name}_eval.log"))
+                       for path in ("paper", "fast"))
+        print(f"{name}: mAP paper {paper['mAP']:.4f}, fast {fast['mAP']:.4f}, {wall:.1f} wall minutes "
+              f"of a {minutes}-minute budget", flush=True)
+        rows.append((name, minutes, goal, wall, paper, fast))
+    if rows:
+        write_table(rows, os.path.join(ROOT, "bench", "results", "leave_one_out.md"))
+
+
+if __name__ == "__main__":
+    from core.errors import run_cli
+    run_cli(lambda: main() or 0)
