@@ -163,6 +163,7 @@ def main():
         out.update(peer="fasterrcnn_mobilenet_v3_large_fpn, random init", minutes=args.minutes,
                    training_seconds=round(state["seconds"], 1), epochs=state["epoch"],
                    iterations=state["iteration"], seconds_per_image=seconds, seed=args.seed,
+                   threads=torch.get_num_threads(),
                    command=" ".join(["python", "bench/peer_fasterrcnn.py"] + sys.argv[1:]))
         write_json(args.json, out)
         log(f"wrote {args.json}")
