@@ -10,8 +10,9 @@ minutes of every invocation are added up in bench/results/leave_one_out/<name>_t
 is scored on both proposal paths, and the table goes to bench/results/leave_one_out.md with,
 when their result files exist, the tuned recipe's bundled model
 (bench/results/<name>_test_voc.json) and the peer (bench/results/peer_<name>_test_voc.json,
-bench/peer_fasterrcnn.py with the same minutes). Run it alone on the machine: the budget
-is wall time, and another CPU-heavy job halves it.
+bench/peer_fasterrcnn.py with the same minutes). The budget is wall time: run it alone,
+or beside the peer with OMP_NUM_THREADS=1 for both (one core each; two one-thread jobs
+barely slow each other on this machine, two two-thread jobs do).
 """
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def train(name: str, dataset: str, minutes: float, out: str, results: str, cache
         try:
             run_logged(cmd, os.path.join(results, f"{name}_train.log"))
         finally:
-            spent["invocations"].append({"command": " ".join(cmd[1:]), "minutes": round((time.time() - t) / 60, 2)})
+            spent["invocations"].append({"command": " ".join(cmd[1:]), "minutes": round((time.time() - t) / 60, 2),
+                                         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset")})
             from core.fileio import write_json
             write_json(ledger, spent)
     return sum(i["minutes"] for i in spent["invocations"])
