@@ -69,12 +69,21 @@ def _sha1(path: str) -> str:
     return h.hexdigest()[:16]
 
 
+# Network options added after fingerprints were: at their default they are left out of
+# the signature, so a model directory written before they existed still loads.
+LATER_MODEL_KEYS = ("roi_context", "fine_features")
+
+
 def weights_signature(cfg) -> str:
     """What the weights are only valid with: the class list and the network's settings
     (proposal and test settings may be changed deliberately)."""
     import dataclasses
     import hashlib
-    return hashlib.sha1(json.dumps({"classes": cfg.data.classes, "model": dataclasses.asdict(cfg.model)},
+    model, default = dataclasses.asdict(cfg.model), dataclasses.asdict(type(cfg.model)())
+    for key in LATER_MODEL_KEYS:
+        if model[key] == default[key]:
+            del model[key]
+    return hashlib.sha1(json.dumps({"classes": cfg.data.classes, "model": model},
                                    sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -66,6 +66,22 @@ def test_a_checkpoint_older_than_a_new_option_resumes_when_the_option_is_left_at
         check_same_recipe(older, current, "checkpoint.pt")
 
 
+def test_a_model_dir_written_before_a_new_network_option_keeps_its_fingerprint():
+    import dataclasses
+    import hashlib
+    import json
+
+    from core.config import Config
+    from core.modeldir import LATER_MODEL_KEYS, weights_signature
+    cfg = Config()
+    cfg.data.classes = ["a", "b"]
+    model = {k: v for k, v in dataclasses.asdict(cfg.model).items() if k not in LATER_MODEL_KEYS}
+    before = hashlib.sha1(json.dumps({"classes": ["a", "b"], "model": model}, sort_keys=True).encode()).hexdigest()[:16]
+    assert weights_signature(cfg) == before              # what the older code wrote
+    cfg.model.roi_context = 1
+    assert weights_signature(cfg) != before              # the option in use is part of it
+
+
 def test_a_retrained_model_gets_a_fresh_manifest(two_runs, tmp_path):
     work, cfg = two_runs
     run = tmp_path / "a"
