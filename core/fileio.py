@@ -34,3 +34,28 @@ def write_json(path: str, obj, indent: int | None = 1) -> None:
     with atomic_write(path) as f:
         json.dump(obj, f, indent=indent)
         f.write("\n")
+
+
+def lock_directory(directory: str, owner: str = "train.py"):
+    """An exclusive lock on ``directory``/.lock, held while the returned file stays open
+    (the process's lifetime, or until closed). Two trainings writing one directory would
+    overwrite each other's checkpoints: the second is an error naming the first's pid."""
+    try:
+        import fcntl
+    except ImportError:          # not POSIX: no lock
+        return None
+    from .errors import UserError
+    f = open(os.path.join(directory, ".lock"), "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        pid = f.read().strip() or "?"
+        f.close()
+        raise UserError(f"{directory}: another {owner} (pid {pid}) is writing into it; wait for it to "
+                        "finish or choose another --out") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f

@@ -22,6 +22,7 @@ import time
 from core.config import load_config, parse_overrides
 from core.datasets import load_dataset
 from core.errors import UserError
+from core.fileio import lock_directory
 
 from .monitor import HistoryWriter, TensorBoardWriter, Validation
 
@@ -69,6 +70,7 @@ def _run_training(args, device) -> None:
     cfg.data.classes = list(dataset.classes)
     dataset, held_out = hold_out_validation(cfg, dataset)
     os.makedirs(args.out, exist_ok=True)
+    _lock = lock_directory(args.out) if distributed.is_main() else None   # held until this function returns
     progress = not args.no_progress
     budget = Budget(args.minutes, started) if getattr(args, "minutes", None) else None
     multibox_dir = os.path.join(args.out, "multibox")

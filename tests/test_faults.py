@@ -1,5 +1,6 @@
 """Failure behaviour: nothing lost, nothing silently wrong (model directories, resume)."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -261,3 +262,19 @@ def test_resume_keeps_a_multibox_copied_in_without_its_checkpoint(tmp_path, tiny
     assert r.returncode == 0, r.stderr[-2000:]
     assert "MultiBox already trained" in r.stderr and "multibox epoch" not in r.stderr
     assert (run / "multibox" / "multibox.pt").read_bytes() == before and (run / "model.pt").exists()
+
+
+def test_a_second_training_into_a_busy_directory_is_refused(tmp_path, shapes_data):
+    """Two trainings into one --out would overwrite each other's checkpoints."""
+    from core.fileio import lock_directory
+    from synthetic import tiny_config
+    cfg = tiny_config(tmp_path / "c.yaml", shapes_data, method="ss", epochs=1)
+    out = tmp_path / "run"
+    out.mkdir()
+    held = lock_directory(str(out))                  # as a running train.py holds it
+    r = train_tiny(cfg, out, tmp_path / "cache", "--max-steps", "1")
+    assert r.returncode == 2 and f"another train.py (pid {os.getpid()}) is writing into it" in r.stderr
+    assert "Traceback" not in r.stderr and not (out / "model.pt").exists()
+    held.close()                                     # finished: the directory is free again
+    r = train_tiny(cfg, out, tmp_path / "cache", "--max-steps", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
