@@ -81,7 +81,7 @@ def weights_signature(cfg) -> str:
     import hashlib
     model, default = dataclasses.asdict(cfg.model), dataclasses.asdict(type(cfg.model)())
     for key in LATER_MODEL_KEYS:
-        if model[key] == default[key]:
+        if key in model and model[key] == default.get(key):
             del model[key]
     return hashlib.sha1(json.dumps({"classes": cfg.data.classes, "model": model},
                                    sort_keys=True).encode()).hexdigest()[:16]

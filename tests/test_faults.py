@@ -278,3 +278,17 @@ def test_a_second_training_into_a_busy_directory_is_refused(tmp_path, shapes_dat
     held.close()                                     # finished: the directory is free again
     r = train_tiny(cfg, out, tmp_path / "cache", "--max-steps", "1")
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_resume_completes_a_run_that_died_before_writing_its_config(two_runs, tmp_path):
+    """Weights and heads written, config.yaml (always last) not: --resume finishes the directory."""
+    work, cfg = two_runs
+    run = tmp_path / "a"
+    shutil.copytree(work / "a", run)
+    weights = (run / "model.pt").read_bytes()
+    (run / "config.yaml").unlink()
+    (run / "manifest.json").unlink()
+    r = train_tiny(cfg, run, work / "cache", "--resume")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (run / "config.yaml").exists() and (run / "manifest.json").exists()
+    assert (run / "model.pt").read_bytes() == weights                  # the same trained weights
