@@ -107,6 +107,13 @@ def score_row(plan: dict, row: dict, model: str, path: str, args) -> dict:
                        os.path.join(args.results, f"{row['name']}_eval.log"), row.get("test") or (), args.rescore)
 
 
+def write_markdown(path: str, lines: list[str]) -> None:
+    """A results table, written whole or not at all."""
+    from core.fileio import atomic_write
+    with atomic_write(path) as f:
+        f.write("\n".join(lines) + "\n")
+
+
 def training_minutes(model: str) -> float | None:
     from core.modeldir import member_dirs
     total = 0.0
@@ -137,9 +144,7 @@ def write_table(plan: dict, rows: list, path: str) -> None:
                      + " | ".join(f"{n:.3f}" if n is not None else "" for n in net) + " |")
     lines += ["", "Per-class AP on the paper path. Classifier minutes from each row's manifest (MultiBox "
               "shared by all rows, not counted); network seconds per image as evaluate.py timed them."]
-    from core.fileio import atomic_write
-    with atomic_write(path) as f:
-        f.write("\n".join(lines) + "\n")
+    write_markdown(path, lines)
 
 
 def main():

@@ -22,7 +22,7 @@ import os
 import sys
 import time
 
-from ablation import ROOT, run_logged, score_model
+from ablation import ROOT, run_logged, score_model, write_markdown
 
 sys.path.insert(0, ROOT)
 
@@ -33,7 +33,7 @@ RUNS = {"raccoon": ("../shared/datasets/raccoon", 45, 0.65), "bccd": ("../shared
 def train(name: str, dataset: str, minutes: float, out: str, results: str, cache_dir: str) -> float:
     """Train (or resume) one run; returns the wall minutes of all its invocations."""
     ledger = os.path.join(results, f"{name}_train.json")
-    spent = json.load(open(ledger)) if os.path.exists(ledger) else {"invocations": []}
+    spent = _read_result(ledger) or {"invocations": []}
     finished = os.path.exists(os.path.join(out, "model.pt")) and not os.path.exists(os.path.join(out, "checkpoint.pt"))
     if not finished:
         cmd = [sys.executable, "train.py", "--dataset", dataset, "--out", out, "--minutes", str(minutes),
@@ -50,10 +50,15 @@ def train(name: str, dataset: str, minutes: float, out: str, results: str, cache
 
 
 def _read_result(path: str) -> dict | None:
+    """A JSON file this script or another bench script wrote; None when it is not there."""
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except ValueError as exc:
+        from core.errors import UserError
+        raise UserError(f"{path}: not readable JSON ({exc}); delete it to redo that step") from None
 
 
 def write_table(rows: list, path: str) -> None:
@@ -70,9 +75,7 @@ def write_table(rows: list, path: str) -> None:
                      + (f"{peer['mAP']:.3f}" if peer else "not run") + " |")
     lines += ["", "Wall minutes: every train.py invocation of the run, added up (MultiBox, proposals, "
               "classifier, heads). Per-class AP: bench/results/leave_one_out/<name>_paper.json."]
-    from core.fileio import atomic_write
-    with atomic_write(path) as f:
-        f.write("\n".join(lines) + "\n")
+    write_markdown(path, lines)
 
 
 def main():
@@ -91,7 +94,7 @@ def main():
         elif not os.path.exists(os.path.join(results, f"{name}_train.json")):
             continue
         else:
-            wall = sum(i["minutes"] for i in json.load(open(os.path.join(results, f"{name}_train.json")))["invocations"])
+            wall = sum(i["minutes"] for i in _read_result(os.path.join(results, f"{name}_train.json"))["invocations"])
         paper, fast = (score_model(dataset, "test", out, path, os.path.join(results, f"{name}_{path}.json"),
                                    args.cache_dir, os.path.join(results, f"{name}_eval.log"))
                        for path in ("paper", "fast"))

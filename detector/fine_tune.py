@@ -79,8 +79,11 @@ def hardest_regions(net, image: torch.Tensor, boxes: torch.Tensor, labels: torch
                     short_side: int | None, keep: int) -> torch.Tensor:
     """Online hard-example mining (Shrivastava et al. 2016): indices of the ``keep``
     regions of ``boxes (R, 4)`` whose classification loss is highest under the current
-    weights. One extra forward without gradient; the batch-norm statistics it sees are
-    those of the same image."""
+    weights. A second forward of the image, without gradient and in training mode (batch
+    norm uses this image's statistics; its running averages take one more update). As
+    in the paper, this is cheaper than one forward of the whole pool with gradient: the
+    backward pass then covers every region head, ~2x the forward, for regions whose
+    loss is discarded."""
     _, logits, _, _ = _forward_regions(net, image, boxes, cfg, short_side)
     losses = nn.functional.cross_entropy(logits, labels, reduction="none")
     return torch.topk(losses, min(keep, len(losses))).indices

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.boxes import box_area, clip_boxes, pairwise_iou
+from core.boxes import box_area, clip_boxes, pairwise_iou, remove_small_boxes
 
 
 @dataclass
@@ -67,7 +67,7 @@ def crop_targets(window: np.ndarray, proposals: np.ndarray, gt_boxes: np.ndarray
     w, h = window[2] - window[0], window[3] - window[1]
     shift = np.tile(window[:2], 2)
     props = clip_boxes(np.asarray(proposals, np.float64).reshape(-1, 4) - shift, w, h)
-    props = props[(props[:, 2] - props[:, 0] >= 2) & (props[:, 3] - props[:, 1] >= 2)]
+    props = props[remove_small_boxes(props, 2)]
     gt = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
     clipped = clip_boxes(gt - shift, w, h)
     visible = box_area(clipped) / np.maximum(box_area(gt), 1e-9)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.boxes import clip_boxes
+from core.boxes import clip_boxes, remove_small_boxes
 
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
@@ -47,7 +47,7 @@ def jitter_boxes(gt_boxes: np.ndarray, copies: int, rng: np.random.Generator, wi
     centre = (gt[:, :2] + gt[:, 2:]) / 2 + rng.uniform(-shift, shift, wh.shape) * wh
     half = wh * rng.uniform(1 - scale, 1 + scale, wh.shape) / 2
     boxes = clip_boxes(np.hstack([centre - half, centre + half]), width, height)
-    return boxes[(boxes[:, 2] - boxes[:, 0] >= 2) & (boxes[:, 3] - boxes[:, 1] >= 2)]
+    return boxes[remove_small_boxes(boxes, 2)]
 
 
 def random_crop_window(width: int, height: int, min_side: float, rng: np.random.Generator) -> np.ndarray:
