@@ -62,3 +62,15 @@ def test_tensorboard_writes_events_or_names_the_missing_extra(tmp_path, shapes_d
     else:
         assert r.returncode == 0, r.stderr[-2000:]
         assert list((tmp_path / "o" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_multibox_input_follows_the_smallest_class_not_the_commonest():
+    import numpy as np
+
+    from pipeline.autoconfig import multibox_input_size, smallest_class_side
+    # BCCD-like: 10 small objects (class 0, 0.06 of the image) among 90 larger ones (class 1, 0.16)
+    rel = np.array([0.06] * 10 + [0.16] * 90)
+    labels = np.array([0] * 10 + [1] * 90)
+    assert smallest_class_side(rel, labels, 3) == 0.06         # class 2 has no object: ignored
+    assert multibox_input_size(0.06) == 608                    # 36 / 0.06 = 600 -> the next multiple of 32
+    assert multibox_input_size(0.5) == 320 and multibox_input_size(0.01) == 640   # clipped to 320-640
