@@ -14,7 +14,8 @@ the recipe's method; fast: MultiBox only); outputs go to bench/results/ablation/
 bench/results/ablation/<plan>.md. Rerunning resumes: a trained row is not retrained,
 a scored row is not rescored (``--rescore`` forces it).
 
-Rows share the plan's MultiBox (``multibox_from``), so they differ only in the lever.
+Rows share the plan's MultiBox (``multibox_from``), so they differ only in the lever; a
+row about the proposals names its own ``multibox_from``.
 Training minutes are the classifier's, from the row's manifest; a row trained while
 another CPU-heavy job ran reads slower than it is (the table says when runs overlapped
 only if you do: run one plan at a time).
@@ -74,8 +75,9 @@ def train_row(plan: dict, row: dict, run_dir: str, args) -> str:
         return run_dir
     os.makedirs(run_dir, exist_ok=True)
     mb = os.path.join(run_dir, "multibox")
-    if plan.get("multibox_from") and not os.path.exists(mb):
-        shutil.copytree(plan["multibox_from"], mb)
+    multibox_from = row.get("multibox_from", plan.get("multibox_from"))     # a row may bring its own
+    if multibox_from and not os.path.exists(mb):
+        shutil.copytree(multibox_from, mb)
     if not os.path.exists(os.path.join(run_dir, "model.pt")) or os.path.exists(os.path.join(run_dir, "checkpoint.pt")):
         cmd = [sys.executable, "train.py", "--config", plan["recipe"], "--out", run_dir, "--resume",
                "--cache-dir", args.cache_dir, "--no-progress"]
