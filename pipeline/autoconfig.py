@@ -67,8 +67,7 @@ def derive_config(cfg, dataset) -> list[str]:
     mb.num_boxes = (size // 16) ** 2 * 3
     notes.append(f"objects: smallest class median side {small:.3f} of the image -> MultiBox input {size} px, "
                  f"{mb.num_boxes} priors")
-    counts = np.bincount(np.concatenate([r.labels for r in dataset.images] or [np.zeros(0, int)]),
-                         minlength=len(dataset.classes))
+    counts = np.bincount(labels, minlength=len(dataset.classes))
     missing = [c for c, n in zip(dataset.classes, counts) if n == 0]
     if missing:
         from core.errors import UserError
