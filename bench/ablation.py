@@ -117,16 +117,14 @@ def write_markdown(path: str, lines: list[str]) -> None:
 
 
 def training_minutes(model: str) -> float | None:
-    from core.modeldir import member_dirs
+    from core.modeldir import classifier_seconds, member_dirs
     total = 0.0
     for d in member_dirs(model):
         path = os.path.join(d, "manifest.json")
         if not os.path.exists(path):
             return None
         with open(path) as f:
-            seconds = json.load(f).get("training_seconds", 0.0)
-        # a bundled model's manifest splits it: {"multibox": s, "classifier": s}
-        total += seconds.get("classifier", 0.0) if isinstance(seconds, dict) else seconds
+            total += classifier_seconds(json.load(f))
     return total / 60
 
 

@@ -7,6 +7,8 @@ Copies what running needs (config, fp16 weights, heads, MultiBox; not the traini
 checkpoints), scores the copy on the test split with `voc` (each member and the
 ensemble), and writes OUT/manifest.json: dataset, training split, recipe, training time,
 code commit, and the measured test mAP with the command that reproduces it.
+``--set test.KEY=VALUE`` changes test-time settings of the copy (every member's
+config.yaml), e.g. flip voting, before it is scored; the manifest records them.
 """
 from __future__ import annotations
 
@@ -40,6 +42,16 @@ def copy_model(src: str, dst: str, member: bool = False) -> None:
             shutil.copy2(os.path.join(mb, name), os.path.join(dst, "multibox", name))
 
 
+def set_test_settings(model_dirs: list[str], overrides: dict) -> None:
+    """Write ``{"test.key": value}`` into each model dir's config.yaml (test keys only)."""
+    from core.config import load_config, override_test_settings, save_config
+    for d in model_dirs:
+        path = os.path.join(d, "config.yaml")
+        cfg = load_config(path)
+        override_test_settings(cfg, overrides)
+        save_config(cfg, path)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("src")
@@ -47,9 +59,13 @@ def main():
     p.add_argument("--dataset", required=True)
     p.add_argument("--split", default="test")
     p.add_argument("--recipe", help="the configs/*.yaml it was trained with (recorded)")
+    p.add_argument("--set", nargs="+", metavar="test.KEY=VALUE", dest="overrides",
+                   help="test-time settings written into the copy's config.yaml, e.g. test.flip_vote=true")
     args = p.parse_args()
+    from core.config import parse_overrides
+    test_overrides = parse_overrides(args.overrides)
 
-    from core.modeldir import is_ensemble, member_dirs, model_classes
+    from core.modeldir import classifier_seconds, is_ensemble, member_dirs, model_classes
     model_classes(args.src)             # a missing or broken source fails here, before dst is replaced
     if os.path.exists(args.dst):
         shutil.rmtree(args.dst)
@@ -57,6 +73,8 @@ def main():
     members = [os.path.relpath(m, args.src) for m in member_dirs(args.src)] if is_ensemble(args.src) else []
     for m in members:
         copy_model(os.path.join(args.src, m), os.path.join(args.dst, m), member=True)
+    if test_overrides:
+        set_test_settings([os.path.join(args.dst, m) for m in (members or [""])], test_overrides)
 
     result = os.path.join(ROOT, "bench", "results", f"{os.path.basename(args.dst)}_{args.split}_voc.json")
     cmd = ["evaluate.py", "--dataset", args.dataset, "--split", args.split, "--model", args.dst, "--metric", "voc",
@@ -83,13 +101,14 @@ def main():
         "classes": first["classes"], "recipe": args.recipe,
         "members": members or None,
         "training_seconds": {"multibox": round(multibox_seconds, 1),
-                             **{m or "classifier": man["training_seconds"] for m, man in zip(members or [""], manifests)}},
+                             **{m or "classifier": classifier_seconds(man) for m, man in zip(members or [""], manifests)}},
         "code_commit_trained": sorted({man["code_commit"] for man in manifests}),
         "code_commit_bundled": commit,
         "test": {"split": args.split, "metric": "voc", "mAP": scores["mAP"], "per_class": scores["per_class"],
                  "members": {k: {"mAP": v["mAP"], "per_class": v["per_class"]}
                              for k, v in scores.get("members", {}).items()},
-                 "command": "python " + " ".join(cmd[:-3]), "seconds": round(time.time() - t, 1)},
+                 "command": "python " + " ".join(cmd[:-3]), "seconds": round(time.time() - t, 1),
+                 "settings_changed_at_bundling": test_overrides or None},
         "bundled": time.strftime("%Y-%m-%d %H:%M"),
     }
     from core.fileio import write_json

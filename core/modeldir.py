@@ -114,3 +114,11 @@ def check_fingerprint(model_dir: str, cfg) -> None:
         if name in expected and expected[name] != _sha1(os.path.join(model_dir, name)):
             raise UserError(f"{model_dir}/{name}: not the file this model directory was written with "
                             f"(fingerprint in manifest.json)")
+
+
+def classifier_seconds(manifest: dict) -> float:
+    """A model's classifier training seconds from its manifest.json: train.py writes a
+    number, or {"multibox": s, "classifier": s} when MultiBox trained in the same run (and
+    a bundled single model keeps that form)."""
+    t = manifest.get("training_seconds", 0.0)
+    return float(t.get("classifier", 0.0)) if isinstance(t, dict) else float(t)
