@@ -34,7 +34,9 @@ def train(name: str, dataset: str, minutes: float, out: str, results: str, cache
     """Train (or resume) one run; returns the wall minutes of all its invocations."""
     ledger = os.path.join(results, f"{name}_train.json")
     spent = _read_result(ledger) or {"invocations": []}
-    finished = os.path.exists(os.path.join(out, "model.pt")) and not os.path.exists(os.path.join(out, "checkpoint.pt"))
+    # model.pt is written once, when training ends (checkpoint.pt stays beside it); resuming a
+    # finished --minutes run would fail anyway: its epoch count was fitted to that run's pace
+    finished = os.path.exists(os.path.join(out, "model.pt"))
     if not finished:
         cmd = [sys.executable, "train.py", "--dataset", dataset, "--out", out, "--minutes", str(minutes),
                "--cache-dir", cache_dir, "--no-progress"] + (["--resume"] if os.path.isdir(out) else [])
