@@ -65,8 +65,13 @@ def main():
     from core.config import parse_overrides
     test_overrides = parse_overrides(args.overrides)
 
-    from core.modeldir import classifier_seconds, is_ensemble, member_dirs, model_classes
+    from core.modeldir import classifier_seconds, is_ensemble, member_dirs, model_classes, model_config
     model_classes(args.src)             # a missing or broken source fails here, before dst is replaced
+    if test_overrides:                  # and so does a --set that is not a valid test setting
+        from core.config import config_from_dict, config_to_dict, override_test_settings
+        cfg = model_config(args.src)
+        override_test_settings(cfg, test_overrides)
+        config_from_dict(config_to_dict(cfg), "--set")          # the range checks
     if os.path.exists(args.dst):
         shutil.rmtree(args.dst)
     copy_model(args.src, args.dst)
