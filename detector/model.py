@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torchvision.ops import batched_nms
+from torchvision.ops import batched_nms, box_iou
 
 from core.boxes import clip_boxes, decode
 from core.config import load_config
@@ -136,5 +136,21 @@ def select_detections(boxes: torch.Tensor, probs: torch.Tensor, test_cfg):
         (flat_boxes[:, 3] > flat_boxes[:, 1])
     flat_boxes, scores, labels = flat_boxes[keep], scores[keep], labels[keep]
     keep = batched_nms(flat_boxes, scores, labels, test_cfg.nms_iou)[:test_cfg.max_per_image]
-    return (flat_boxes[keep].cpu().numpy().astype(np.float32), scores[keep].cpu().numpy().astype(np.float32),
+    kept_boxes = flat_boxes[keep]
+    if test_cfg.box_vote > 0:
+        kept_boxes = vote_boxes(kept_boxes, labels[keep], flat_boxes, scores, labels, test_cfg.box_vote)
+    return (kept_boxes.cpu().numpy().astype(np.float32), scores[keep].cpu().numpy().astype(np.float32),
             labels[keep].cpu().numpy().astype(np.int64))
+
+
+def vote_boxes(kept: torch.Tensor, kept_labels: torch.Tensor, boxes: torch.Tensor, scores: torch.Tensor,
+               labels: torch.Tensor, iou: float) -> torch.Tensor:
+    """Box voting (Gidaris & Komodakis, ICCV 2015): each kept box (K, 4) is replaced by the
+    score-weighted mean of the candidate boxes (N, 4) of its class that overlap it by at least
+    ``iou``, NMS's losers included. The kept scores stay; a box the classifier liked for a
+    part of the object is pulled towards the many boxes around the whole of it."""
+    if len(kept) == 0:
+        return kept
+    weights = (box_iou(kept, boxes) >= iou) & (kept_labels[:, None] == labels[None, :])
+    weights = weights * scores[None, :]            # (K, N); each kept box overlaps itself
+    return (weights @ boxes) / weights.sum(1, keepdim=True)

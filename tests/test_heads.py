@@ -43,6 +43,19 @@ def test_select_detections_thresholds_suppresses_per_class_and_caps():
     assert s.tolist() == pytest.approx([0.8, 0.7])
 
 
+def test_box_vote_averages_a_kept_box_with_its_class_neighbours_by_score():
+    boxes = torch.tensor([[[0, 0, 10, 10]], [[2, 0, 12, 10]], [[0, 20, 10, 30]]], dtype=torch.float32)
+    probs = torch.tensor([[0.4, 0.6], [0.7, 0.3], [0.5, 0.5]])
+    cfg = DetectionTestConfig(score_threshold=0.05, nms_iou=0.5, max_per_image=10, box_vote=0.5)
+    b, s, _ = select_detections(boxes, probs, cfg)
+    # region 1 (IoU 0.67 with region 0) loses NMS but votes: x = (0.6*0 + 0.3*2) / 0.9
+    assert s.tolist() == pytest.approx([0.6, 0.5])
+    np.testing.assert_allclose(b, [[2 / 3, 0, 10 + 2 / 3, 10], [0, 20, 10, 30]], atol=1e-5)
+    cfg.box_vote = 0.7                                        # IoU 0.67 no longer votes
+    b, _, _ = select_detections(boxes, probs, cfg)
+    np.testing.assert_allclose(b[0], [0, 0, 10, 10])
+
+
 def test_ridge_regressors_recover_a_linear_map_and_leave_a_rare_class_alone():
     rng = np.random.default_rng(0)
     feats = rng.normal(size=(400, 6))
