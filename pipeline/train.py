@@ -72,7 +72,10 @@ def _run_training(args, device) -> None:
     os.makedirs(args.out, exist_ok=True)
     _lock = lock_directory(args.out) if distributed.is_main() else None   # held until this function returns
     progress = not args.no_progress
-    budget = Budget(args.minutes, started) if getattr(args, "minutes", None) else None
+    budget = None
+    if getattr(args, "minutes", None):
+        budget = Budget(args.minutes, started, args.out, resume=args.resume)
+        budget.restore("multibox", cfg.proposals.multibox)     # the schedule a resumed run had fitted
     multibox_dir = os.path.join(args.out, "multibox")
     if _needs_multibox(cfg) and args.stage in ("all", "multibox"):
         exported = os.path.exists(os.path.join(multibox_dir, "multibox.pt"))
@@ -114,7 +117,8 @@ def _run_training(args, device) -> None:
         # the last one (always validated), then the record it completed is written
         hooks = []
         if budget:   # members share what MultiBox and the proposals left; ~5% kept for the heads
-            hooks.append(budget.stage_hook("classifier", CLASSIFIER_SHARE / len(members), member_cfg.train))
+            stage = "classifier" if out == args.out else os.path.basename(out)
+            hooks.append(budget.stage_hook(stage, CLASSIFIER_SHARE / len(members), member_cfg.train))
         if member_cfg.train.eval_every:
             hooks.append(validation_hook(member_cfg, dataset, source, device, out, held_out))
         hooks.append(HistoryWriter(out, images_per_epoch=len(dataset.images)))
@@ -209,21 +213,61 @@ class Budget:
     of what is left when it starts; after every epoch its hook sets the number of epochs
     that fit (from the time the epochs so far took, validation included) and moves the
     learning-rate steps that have not happened yet to the same fractions of the new
-    length as in the recipe."""
+    length as in the recipe.
 
-    def __init__(self, minutes: float, started: float):
+    OUT/budget.json keeps the minutes spent and each stage's fitted schedule, so that a
+    ``--resume`` continues the same budget: it has only what is left, and the stages keep
+    the epoch counts they had (a recipe's own count would end a resumed stage too early
+    or too late, and the checkpoint's recipe check would see another schedule)."""
+
+    FILE = "budget.json"
+
+    def __init__(self, minutes: float, started: float, out_dir: str, resume: bool = False):
         self.minutes, self.started = minutes, started
+        self.path = os.path.join(out_dir, self.FILE)
+        self.spent_before, self.stages = 0.0, {}
+        if resume and os.path.exists(self.path):
+            import json
+            try:
+                with open(self.path) as f:
+                    saved = json.load(f)
+                self.spent_before, self.stages = float(saved["spent_seconds"]), dict(saved["stages"])
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise UserError(f"{self.path}: not a readable budget ({exc}); delete it to start the "
+                                f"budget over") from None
+            log.info("budget: %.1f of the %g minutes spent before this resume", self.spent_before / 60, minutes)
+
+    def spent(self) -> float:
+        return self.spent_before + time.time() - self.started
 
     def left(self) -> float:
-        return self.minutes * 60 - (time.time() - self.started)
+        return self.minutes * 60 - self.spent()
+
+    def restore(self, name: str, stage_cfg) -> None:
+        """Give a resumed stage the epochs and learning-rate steps it had been fitted to."""
+        if name in self.stages:
+            stage_cfg.epochs, stage_cfg.lr_steps = self.stages[name]["epochs"], list(self.stages[name]["lr_steps"])
+
+    def record(self, name: str, epochs: int, lr_steps: list[int]) -> None:
+        self.stages[name] = {"epochs": epochs, "lr_steps": list(lr_steps)}
+        self.save()
+
+    def save(self) -> None:
+        from core import distributed
+        from core.fileio import write_json
+        if distributed.is_main():
+            write_json(self.path, {"minutes": self.minutes, "spent_seconds": round(self.spent(), 1),
+                                   "stages": self.stages})
 
     def stage_hook(self, name: str, share: float, stage_cfg) -> "BudgetHook":
+        self.restore(name, stage_cfg)
         seconds = max(0.0, self.left() * share)
         log.info("budget: %s gets %.1f of the %.1f minutes left", name, seconds / 60, self.left() / 60)
-        return BudgetHook(name, seconds, stage_cfg)
+        return BudgetHook(self, name, seconds, stage_cfg)
 
     def report(self) -> None:
-        spent = (time.time() - self.started) / 60
+        self.save()
+        spent = self.spent() / 60
         log.info("trained in %.1f minutes of the %g-minute budget%s", spent, self.minutes,
                  "" if spent <= 1.1 * self.minutes else " (over by more than 10%: the first epochs' time was a poor "
                  "guess; pass fewer --minutes)")
@@ -267,8 +311,8 @@ class BudgetHook:
     start, at the pace of the epochs so far; learning-rate steps still ahead move to the
     recipe's fractions of the new length (steps already taken stay)."""
 
-    def __init__(self, name: str, seconds: float, stage_cfg):
-        self.name, self.seconds, self.stage_cfg = name, seconds, stage_cfg
+    def __init__(self, budget: Budget, name: str, seconds: float, stage_cfg):
+        self.budget, self.name, self.seconds, self.stage_cfg = budget, name, seconds, stage_cfg
         self.fractions = [s / stage_cfg.epochs for s in stage_cfg.lr_steps]
         self.started, self.first_epoch = time.time(), None
 
@@ -284,4 +328,5 @@ class BudgetHook:
             log.info("budget: %s at %.0f s per epoch -> %d epochs, lr steps %s", self.name, per_epoch, total, steps)
         trainer.epochs, trainer.lr_steps = total, steps
         self.stage_cfg.epochs, self.stage_cfg.lr_steps = total, steps    # what the model's config records
+        self.budget.record(self.name, total, steps)
 

@@ -38,6 +38,28 @@ def test_default_recipe_adapts_holds_out_validation_and_keeps_the_budget(tmp_pat
     assert rows and {"epoch", "loss", "lr", "seconds", "val_mAP"} <= set(rows[0])
     assert any(row["val_mAP"] for row in rows)
     assert (out / "curves.png").stat().st_size > 1000 and (out / "multibox" / "history.csv").exists()
+    budget = json.loads((out / "budget.json").read_text())          # what a --resume continues from
+    import re
+    logged = float(re.search(r"trained in ([0-9.]+) minutes of the", log).group(1))
+    assert budget["minutes"] == 1.5 and abs(budget["spent_seconds"] / 60 - logged) <= 0.1     # logged to 0.1
+    assert budget["stages"]["classifier"]["epochs"] == cfg["train"]["epochs"]
+    assert budget["stages"]["multibox"]["lr_steps"] == cfg["proposals"]["multibox"]["lr_steps"]
+
+
+def test_a_resumed_budget_has_only_what_is_left_and_the_fitted_schedules(tmp_path):
+    from core.config import TrainConfig
+    from pipeline.train import Budget
+    first = Budget(10, started=0.0, out_dir=str(tmp_path))
+    first.spent = lambda: 240.0                                      # 4 of the 10 minutes
+    first.record("classifier", 13, [9, 12])
+    import time
+    resumed = Budget(10, started=time.time(), out_dir=str(tmp_path), resume=True)
+    assert 359 < resumed.left() <= 360                               # 6 minutes left, not 10
+    train_cfg = TrainConfig(epochs=8, lr_steps=[6, 7])               # the recipe's own schedule
+    hook = resumed.stage_hook("classifier", 0.5, train_cfg)
+    assert (train_cfg.epochs, train_cfg.lr_steps) == (13, [9, 12]) and 179 < hook.seconds <= 180
+    fresh = Budget(10, started=time.time(), out_dir=str(tmp_path))   # no --resume: a new budget
+    assert fresh.left() > 599 and fresh.stages == {}
 
 
 def test_a_class_without_objects_is_named(tmp_path):
