@@ -96,3 +96,23 @@ def test_multibox_input_follows_the_smallest_class_not_the_commonest():
     assert smallest_class_side(rel, labels, 3) == 0.06         # class 2 has no object: ignored
     assert multibox_input_size(0.06) == 608                    # 36 / 0.06 = 600 -> the next multiple of 32
     assert multibox_input_size(0.5) == 320 and multibox_input_size(0.01) == 640   # clipped to 320-640
+
+
+def test_boxes_vote_where_images_hold_few_objects_and_not_among_crowds():
+    import numpy as np
+
+    from core.config import Config
+    from core.datasets import Dataset, ImageRecord
+    from pipeline.autoconfig import derive_config
+
+    def dataset(objects_per_image):
+        boxes = np.array([[10 + 30 * k, 10, 35 + 30 * k, 40] for k in range(objects_per_image)], float)
+        records = [ImageRecord(f"im{i}", f"im{i}.jpg", 640, 480, boxes, np.zeros(len(boxes), np.int64),
+                               np.zeros(len(boxes), bool), np.zeros(len(boxes), bool)) for i in range(5)]
+        return Dataset("root", "train", "voc", ["cell"], records)
+
+    sparse, crowded = Config(), Config()
+    notes = derive_config(sparse, dataset(1))
+    derive_config(crowded, dataset(12))
+    assert sparse.test.box_vote == 0.5 and crowded.test.box_vote == 0.0
+    assert "objects per image: median 1 -> box_vote 0.5" in notes
