@@ -13,7 +13,7 @@
 #   python bench/bundle_models.py runs/raccoon models/raccoon --dataset ../shared/datasets/raccoon --recipe configs/raccoon.yaml
 # (the models bundled on 2026-11-26 were trained before the recipes kept scores down to
 # 0.001 and raccoon's voted with the flipped image: they were re-bundled with
-# --set test.score_threshold=0.001 [test.flip_vote=true]; retrained, the recipes carry it.)
+# --set test.score_threshold=0.001 [test.flip_vote=true test.box_vote=0.5]; retrained, the recipes carry it.)
 # (models/bccd is member 0 alone: the 2-member ensemble misses the speed goals, README
 # *Bundled models*.) models/bccd_warp was trained at commit fe8948e, on that day's 416-px
 # MultiBox (bench/recipes/bccd_screening.yaml's); retrained here it gets the 608-px one.
