@@ -4,7 +4,8 @@
 #                   sharing one MultiBox: MultiBox first, then the two members side by
 #                   side at one thread each (1.23x the work of one two-thread job at a
 #                   time, bench/results/bench_threads.md), then runs/bccd/ensemble.json
-#   runs/raccoon    one model on raccoon train (configs/raccoon.yaml)
+#   runs/raccoon    one model on raccoon train (configs/raccoon.yaml: the 14-epoch recipe; the
+#                   bundled models/raccoon is still the 6-epoch one, bench/recipes/raccoon_6ep.yaml)
 #   runs/bccd_warp  BCCD in R-CNN's warp mode (bench/recipes/bccd_warp.yaml), for the
 #                   README's warp-vs-shared rows; it reuses runs/bccd's MultiBox
 # then models/ is made from them by bench/bundle_models.py. Logs: runs/*.log
