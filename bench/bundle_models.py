@@ -13,6 +13,7 @@ config.yaml), e.g. flip voting, before it is scored; the manifest records them.
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import os
 import shutil
@@ -27,19 +28,47 @@ RUN_FILES = ("config.yaml", "model.pt", "heads.npz", "manifest.json", "ensemble.
 MULTIBOX_FILES = ("multibox.pt", "multibox.json")
 
 
-def copy_model(src: str, dst: str, member: bool = False) -> None:
+def copy_model(src: str, dst: str, shared_multibox: bool = False) -> None:
+    """What running ``src`` needs, into ``dst``. A member of a bundled ensemble whose
+    MultiBox is the ensemble's links to ``../multibox``; otherwise the MultiBox is copied."""
     os.makedirs(dst, exist_ok=True)
     for name in RUN_FILES:
         if os.path.exists(os.path.join(src, name)):
             shutil.copy2(os.path.join(src, name), os.path.join(dst, name))
     mb = os.path.join(src, "multibox")
-    if os.path.islink(mb) and member:           # a member of a bundled ensemble: share the ensemble's
+    if shared_multibox:
         if not os.path.lexists(os.path.join(dst, "multibox")):
-            os.symlink(os.readlink(mb), os.path.join(dst, "multibox"))
-    elif os.path.isdir(mb):                     # (a member bundled alone gets its own copy)
-        os.makedirs(os.path.join(dst, "multibox"), exist_ok=True)
-        for name in MULTIBOX_FILES:
-            shutil.copy2(os.path.join(mb, name), os.path.join(dst, "multibox", name))
+            os.symlink(os.path.join("..", "multibox"), os.path.join(dst, "multibox"))
+    elif os.path.isdir(mb):
+        copy_multibox(mb, os.path.join(dst, "multibox"))
+
+
+def copy_multibox(src: str, dst: str) -> None:
+    os.makedirs(dst, exist_ok=True)
+    for name in MULTIBOX_FILES:
+        shutil.copy2(os.path.join(src, name), os.path.join(dst, name))
+
+
+def copy_ensemble(src: str, dst: str) -> list[str]:
+    """An ensemble's members into ``dst/member-K`` wherever they were (a plan's members
+    may live beside it, ``../row``), with ``dst/ensemble.json`` naming them; one MultiBox
+    in ``dst/multibox`` when all members use the same one. Returns the member names."""
+    from core.modeldir import read_ensemble_spec
+    from ensemble import write_ensemble
+    spec = read_ensemble_spec(src)
+    names = [f"member-{k}" for k in range(len(spec["dirs"]))]
+    boxes = [os.path.join(d, "multibox") for d in spec["dirs"]]
+    # the same MultiBox (linked, or copies of one: byte-identical files) is bundled once
+    shared = all(os.path.isdir(b) for b in boxes) and all(
+        filecmp.cmp(os.path.join(boxes[0], f), os.path.join(b, f), shallow=False)
+        for b in boxes[1:] for f in MULTIBOX_FILES)
+    os.makedirs(dst, exist_ok=True)
+    if shared:
+        copy_multibox(boxes[0], os.path.join(dst, "multibox"))
+    for d, name in zip(spec["dirs"], names):
+        copy_model(d, os.path.join(dst, name), shared_multibox=shared)
+    write_ensemble(dst, names, spec.get("weights"), spec.get("vote", "soft"))
+    return names
 
 
 def set_test_settings(model_dirs: list[str], overrides: dict) -> None:
@@ -65,7 +94,7 @@ def main():
     from core.config import parse_overrides
     test_overrides = parse_overrides(args.overrides)
 
-    from core.modeldir import classifier_seconds, is_ensemble, member_dirs, model_classes, model_config
+    from core.modeldir import classifier_seconds, is_ensemble, model_classes, model_config
     model_classes(args.src)             # a missing or broken source fails here, before dst is replaced
     if test_overrides:                  # and so does a --set that is not a valid test setting
         from core.config import config_from_dict, config_to_dict, override_test_settings
@@ -74,10 +103,11 @@ def main():
         config_from_dict(config_to_dict(cfg), "--set")          # the range checks
     if os.path.exists(args.dst):
         shutil.rmtree(args.dst)
-    copy_model(args.src, args.dst)
-    members = [os.path.relpath(m, args.src) for m in member_dirs(args.src)] if is_ensemble(args.src) else []
-    for m in members:
-        copy_model(os.path.join(args.src, m), os.path.join(args.dst, m), member=True)
+    if is_ensemble(args.src):
+        members = copy_ensemble(args.src, args.dst)
+    else:
+        members = []
+        copy_model(args.src, args.dst)
     if test_overrides:
         set_test_settings([os.path.join(args.dst, m) for m in (members or [""])], test_overrides)
 

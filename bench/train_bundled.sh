@@ -4,8 +4,9 @@
 #                   sharing one MultiBox: MultiBox first, then the two members side by
 #                   side at one thread each (1.23x the work of one two-thread job at a
 #                   time, bench/results/bench_threads.md), then runs/bccd/ensemble.json
-#   runs/raccoon    one model on raccoon train (configs/raccoon.yaml: the 14-epoch recipe; the
-#                   bundled models/raccoon is still the 6-epoch one, bench/recipes/raccoon_6ep.yaml)
+#   runs/raccoon    an ensemble of 2 on raccoon train (configs/raccoon.yaml, seeds 0 and 1, one
+#                   MultiBox); models/raccoon's members were trained as ablation rows
+#                   combined_14ep and combined_14ep_s1 on the previous bundle's MultiBox
 #   runs/bccd_warp  BCCD in R-CNN's warp mode (bench/recipes/bccd_warp.yaml), for the
 #                   README's warp-vs-shared rows; it reuses runs/bccd's MultiBox
 # then models/ is made from them by bench/bundle_models.py. Logs: runs/*.log
@@ -13,8 +14,9 @@
 #   python bench/bundle_models.py runs/bccd models/bccd_ensemble --dataset ../shared/datasets/bccd --recipe configs/bccd.yaml
 #   python bench/bundle_models.py runs/raccoon models/raccoon --dataset ../shared/datasets/raccoon --recipe configs/raccoon.yaml
 # (the models bundled on 2026-11-26 were trained before the recipes kept scores down to
-# 0.001 and raccoon's voted with the flipped image: they were re-bundled with
-# --set test.score_threshold=0.001 [test.flip_vote=true test.box_vote=0.5]; retrained, the recipes carry it.)
+# 0.001: they were re-bundled with --set test.score_threshold=0.001; retrained, the recipes
+# carry it. models/raccoon: --set test.score_threshold=0.001 test.flip_vote=true test.box_vote=0.5,
+# as its members were trained before configs/raccoon.yaml had those.)
 # (models/bccd is member 0 alone: the 2-member ensemble misses the speed goals, README
 # *Bundled models*.) models/bccd_warp was trained at commit fe8948e, on that day's 416-px
 # MultiBox (bench/recipes/bccd_screening.yaml's); retrained here it gets the 608-px one.
@@ -33,7 +35,7 @@ for k in 0 1; do
 done
 for pid in $pids; do wait $pid; done          # (set -e does not see a background job fail; wait does)
 $PY -m ensemble create runs/bccd runs/bccd/member-0 runs/bccd/member-1 >> runs/bccd.log 2>&1
-$PY train.py --config configs/raccoon.yaml --out runs/raccoon --resume --no-progress >> runs/raccoon.log 2>&1
+$PY train.py --config configs/raccoon.yaml --out runs/raccoon --ensemble 2 --resume --no-progress >> runs/raccoon.log 2>&1
 mkdir -p runs/bccd_warp
 [ -e runs/bccd_warp/multibox ] || cp -r runs/bccd/multibox runs/bccd_warp/multibox
 $PY train.py --config bench/recipes/bccd_warp.yaml --out runs/bccd_warp --resume --no-progress >> runs/bccd_warp.log 2>&1

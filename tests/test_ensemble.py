@@ -147,3 +147,36 @@ def test_members_with_other_proposal_settings_are_refused_naming_values_and_fix(
     with pytest.raises(UserError, match=r"multibox_top_k: 20 in member-0, 7 in other\): members must score the same "
                                         r"proposals; set proposals.multibox_top_k alike"):
         load_predictor(str(tmp_path))
+
+
+def test_bundling_an_ensemble_copies_members_from_anywhere_into_the_bundle(tmp_path):
+    """A plan's ensemble lists its members beside it (``../row``): the bundle holds them as
+    member-K with one shared MultiBox, and writes nothing outside itself."""
+    import importlib.util
+    import json
+    import os
+
+    from conftest import ROOT
+    spec = importlib.util.spec_from_file_location("bundle_models", ROOT / "bench" / "bundle_models.py")
+    bundle = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bundle)
+    (tmp_path / "mb").mkdir()
+    for name in bundle.MULTIBOX_FILES:
+        (tmp_path / "mb" / name).write_text(name)
+    for row in ("row_a", "row_b"):
+        (tmp_path / "plan" / row).mkdir(parents=True)
+        for name in ("config.yaml", "model.pt", "heads.npz", "manifest.json"):
+            (tmp_path / "plan" / row / name).write_text(f"{row} {name}")
+        os.symlink("../../mb", tmp_path / "plan" / row / "multibox")
+    (tmp_path / "plan" / "ens").mkdir()
+    (tmp_path / "plan" / "ens" / "ensemble.json").write_text(json.dumps(
+        {"members": ["../row_a", "../row_b"], "weights": [1.0, 2.0], "vote": "soft"}))
+    before = sorted(os.listdir(tmp_path))
+    names = bundle.copy_ensemble(str(tmp_path / "plan" / "ens"), str(tmp_path / "out" / "ens"))
+    out = tmp_path / "out" / "ens"
+    assert names == ["member-0", "member-1"] and sorted(os.listdir(tmp_path)) == sorted(before + ["out"])
+    assert os.listdir(tmp_path / "out") == ["ens"]
+    assert json.loads((out / "ensemble.json").read_text()) == {"members": names, "weights": [1.0, 2.0], "vote": "soft"}
+    assert (out / "member-1" / "model.pt").read_text() == "row_b model.pt"
+    assert os.readlink(out / "member-0" / "multibox") == os.path.join("..", "multibox")
+    assert (out / "member-0" / "multibox" / "multibox.pt").read_text() == "multibox.pt"
