@@ -98,7 +98,7 @@ def test_multibox_input_follows_the_smallest_class_not_the_commonest():
     assert multibox_input_size(0.5) == 320 and multibox_input_size(0.01) == 640   # clipped to 320-640
 
 
-def test_boxes_vote_where_images_hold_few_objects_and_not_among_crowds():
+def test_sparse_images_get_box_voting_and_augmentation_crowds_neither():
     import numpy as np
 
     from core.config import Config
@@ -115,4 +115,6 @@ def test_boxes_vote_where_images_hold_few_objects_and_not_among_crowds():
     notes = derive_config(sparse, dataset(1))
     derive_config(crowded, dataset(12))
     assert sparse.test.box_vote == 0.5 and crowded.test.box_vote == 0.0
-    assert "objects per image: median 1 -> box_vote 0.5" in notes
+    assert (sparse.train.color_jitter, sparse.train.random_crop) == (0.3, 0.6)
+    assert (crowded.train.color_jitter, crowded.train.random_crop) == (0.0, 0.0)
+    assert "objects per image: median 1 -> box_vote 0.5, color_jitter 0.3, random_crop 0.6" in notes
