@@ -126,7 +126,7 @@ def regress_boxes(proposals: torch.Tensor, deltas: torch.Tensor, height: int, wi
 
 
 def select_detections(boxes: torch.Tensor, probs: torch.Tensor, test_cfg):
-    """Score threshold, per-class NMS (torchvision batched_nms), per-image cap.
+    """Score threshold, per-class NMS (torchvision batched_nms, or Soft-NMS), per-image cap.
     boxes (R, C, 4), probs (R, C+1) -> numpy (boxes (N, 4), scores (N,), labels (N,)), best first."""
     r, c = boxes.shape[:2]
     flat_boxes = boxes.reshape(-1, 4)
@@ -135,12 +135,46 @@ def select_detections(boxes: torch.Tensor, probs: torch.Tensor, test_cfg):
     keep = (scores > test_cfg.score_threshold) & (flat_boxes[:, 2] > flat_boxes[:, 0]) & \
         (flat_boxes[:, 3] > flat_boxes[:, 1])
     flat_boxes, scores, labels = flat_boxes[keep], scores[keep], labels[keep]
-    keep = batched_nms(flat_boxes, scores, labels, test_cfg.nms_iou)[:test_cfg.max_per_image]
+    if test_cfg.soft_nms > 0:
+        keep, kept_scores = soft_nms(flat_boxes, scores, labels, test_cfg.soft_nms, test_cfg.score_threshold,
+                                     test_cfg.max_per_image)
+    else:
+        keep = batched_nms(flat_boxes, scores, labels, test_cfg.nms_iou)[:test_cfg.max_per_image]
+        kept_scores = scores[keep]
     kept_boxes = flat_boxes[keep]
     if test_cfg.box_vote > 0:
         kept_boxes = vote_boxes(kept_boxes, labels[keep], flat_boxes, scores, labels, test_cfg.box_vote)
-    return (kept_boxes.cpu().numpy().astype(np.float32), scores[keep].cpu().numpy().astype(np.float32),
+    return (kept_boxes.cpu().numpy().astype(np.float32), kept_scores.cpu().numpy().astype(np.float32),
             labels[keep].cpu().numpy().astype(np.int64))
+
+
+def soft_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, sigma: float, min_score: float,
+             max_keep: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gaussian Soft-NMS (Bodla et al., ICCV 2017), per class: the best box is kept and every
+    other box of its class has its score multiplied by exp(-IoU^2 / sigma), instead of being
+    removed when IoU > a threshold; repeat. Among crowded objects (BCCD's red cells) a true
+    neighbour keeps a lower score rather than none.
+
+    boxes (N, 4), scores (N,), labels (N,) -> (indices into N, their decayed scores), best
+    first, at most ``max_keep``, none below ``min_score``."""
+    picked, picked_scores = [], []
+    for c in labels.unique():
+        idx = (labels == c).nonzero().squeeze(1)
+        left = scores[idx].clone()
+        iou = box_iou(boxes[idx], boxes[idx])
+        for _ in range(min(max_keep, len(idx))):    # the image keeps max_keep at most, so no class needs more
+            best = int(left.argmax())
+            if left[best] < min_score:
+                break
+            picked.append(idx[best])
+            picked_scores.append(left[best].clone())
+            left = left * torch.exp(-iou[best] ** 2 / sigma)
+            left[best] = -1.0                        # taken
+    if not picked:
+        return torch.zeros(0, dtype=torch.long, device=boxes.device), scores[:0]
+    picked, picked_scores = torch.stack(picked), torch.stack(picked_scores)
+    order = picked_scores.argsort(descending=True)[:max_keep]
+    return picked[order], picked_scores[order]
 
 
 def vote_boxes(kept: torch.Tensor, kept_labels: torch.Tensor, boxes: torch.Tensor, scores: torch.Tensor,

@@ -56,6 +56,23 @@ def test_box_vote_averages_a_kept_box_with_its_class_neighbours_by_score():
     np.testing.assert_allclose(b[0], [0, 0, 10, 10])
 
 
+def test_soft_nms_decays_an_overlapping_neighbour_instead_of_removing_it():
+    # class 0: region 1 overlaps region 0 by IoU 0.82 (9x10 / 11x10); region 2 is apart
+    boxes = torch.tensor([[[0, 0, 10, 10]], [[1, 0, 11, 10]], [[50, 50, 60, 60]]], dtype=torch.float32)
+    probs = torch.tensor([[0.1, 0.9], [0.2, 0.8], [0.5, 0.5]])
+    cfg = DetectionTestConfig(score_threshold=0.05, nms_iou=0.5, max_per_image=10, soft_nms=0.5)
+    b, s, l = select_detections(boxes, probs, cfg)
+    iou = 90 / 110
+    assert s.tolist() == pytest.approx([0.9, 0.5, 0.8 * np.exp(-iou ** 2 / 0.5)], rel=1e-5)
+    np.testing.assert_allclose(b, [[0, 0, 10, 10], [50, 50, 60, 60], [1, 0, 11, 10]])
+    cfg.score_threshold = 0.3                                 # 0.8 decays to 0.21: now below the threshold
+    _, s, _ = select_detections(boxes, probs, cfg)
+    assert s.tolist() == pytest.approx([0.9, 0.5])
+    cfg.score_threshold, cfg.max_per_image = 0.05, 1          # the cap holds across classes
+    _, s, _ = select_detections(boxes, probs, cfg)
+    assert s.tolist() == pytest.approx([0.9])
+
+
 def test_ridge_regressors_recover_a_linear_map_and_leave_a_rare_class_alone():
     rng = np.random.default_rng(0)
     feats = rng.normal(size=(400, 6))
