@@ -101,6 +101,8 @@ class TrainConfig:
     class_balanced: bool = False       # foreground drawn with an equal share per class present
     fg_iou: float = 0.5
     bg_iou_low: float = 0.1
+    easy_bg_fraction: float = 0.0      # share of the background drawn from regions under bg_iou_low (R-CNN
+                                       # never shows them: BCCD's unannotated cells, cut at the border)
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -219,6 +221,7 @@ RANGES = {
     ("train", "aux_weight"): (0, None, True), ("train", "bbox_loss_weight"): (0, None, True),
     ("train", "gt_jitter"): (0, None, True), ("train", "ohem_pool"): (0, None, True), ("train", "color_jitter"): (0, 1, True),
     ("train", "random_crop"): (0, 1, True),
+    ("train", "easy_bg_fraction"): (0, 1, True),
     ("train", "eval_every"): (0, None, True), ("train", "early_stop"): (0, None, True),
     ("train", "lr_steps"): (0, None, True), ("train", "scale_jitter"): (1, None, True),
     ("multibox", "epochs"): (1, None, True), ("multibox", "lr"): (0, None, False),

@@ -202,10 +202,11 @@ def _image_loss(model, rec, source, cfg, rng: np.random.Generator, device):
     if tc.gt_jitter:
         extra = jitter_boxes(gt_boxes, tc.gt_jitter, rng, width, height)
         proposals = np.vstack([np.asarray(proposals, np.float64).reshape(-1, 4), extra])
-    regions = ignore_regions(label_regions(proposals, gt_boxes, gt_labels, tc.fg_iou, tc.bg_iou_low), cut_gt)
+    regions = ignore_regions(label_regions(proposals, gt_boxes, gt_labels, tc.fg_iou, tc.bg_iou_low,
+                                           keep_easy=tc.easy_bg_fraction > 0), cut_gt)
     pick = sample_regions(regions.labels, max(tc.rois_per_image, tc.ohem_pool), tc.fg_fraction, rng,
-                          tc.class_balanced)
-    boxes, labels = regions.boxes[pick], regions.labels[pick]
+                          tc.class_balanced, tc.easy_bg_fraction)
+    boxes, labels = regions.boxes[pick], np.maximum(regions.labels[pick], 0)     # EASY_BG is background
     targets = np.zeros((len(pick), 4))
     fg = labels > 0
     if fg.any():

@@ -2,7 +2,9 @@
 
 Ground-truth boxes join the proposals. A region with IoU >= fg_iou against some gt
 takes that gt's class; IoU in [bg_low, fg_iou) makes it background; below bg_low it is
-not used (too easy a negative). Minibatches are ~fg_fraction foreground.
+not used (too easy a negative), unless ``keep_easy``: then it is labelled EASY_BG and a
+minibatch may draw a share of its background from those (``easy_fraction``). Minibatches
+are ~fg_fraction foreground.
 """
 from __future__ import annotations
 
@@ -13,16 +15,19 @@ import numpy as np
 from core.boxes import box_area, clip_boxes, pairwise_iou, remove_small_boxes
 
 
+EASY_BG = -2                # a region under bg_low: background, drawn only as the easy share
+
+
 @dataclass
 class LabeledRegions:
     boxes: np.ndarray       # (R, 4)
-    labels: np.ndarray      # (R,) 0 background, k+1 class k, -1 unused
+    labels: np.ndarray      # (R,) 0 background, k+1 class k, -1 unused, EASY_BG background under bg_low
     gt_index: np.ndarray    # (R,) best-overlapping gt (-1 with no gt)
     max_iou: np.ndarray     # (R,)
 
 
 def label_regions(proposals: np.ndarray, gt_boxes: np.ndarray, gt_labels: np.ndarray,
-                  fg_iou: float = 0.5, bg_low: float = 0.1) -> LabeledRegions:
+                  fg_iou: float = 0.5, bg_low: float = 0.1, keep_easy: bool = False) -> LabeledRegions:
     boxes = np.vstack([gt_boxes.reshape(-1, 4), proposals.reshape(-1, 4)]).astype(np.float64)
     if len(gt_boxes) == 0:
         n = len(boxes)
@@ -30,7 +35,7 @@ def label_regions(proposals: np.ndarray, gt_boxes: np.ndarray, gt_labels: np.nda
     iou = pairwise_iou(boxes, gt_boxes.astype(np.float64))
     gt_index = iou.argmax(1)
     max_iou = iou[np.arange(len(boxes)), gt_index]
-    labels = np.full(len(boxes), -1, np.int64)
+    labels = np.full(len(boxes), EASY_BG if keep_easy else -1, np.int64)
     labels[(max_iou >= bg_low) & (max_iou < fg_iou)] = 0
     fg = max_iou >= fg_iou
     labels[fg] = gt_labels[gt_index[fg]] + 1
@@ -38,22 +43,27 @@ def label_regions(proposals: np.ndarray, gt_boxes: np.ndarray, gt_labels: np.nda
 
 
 def sample_regions(labels: np.ndarray, num: int, fg_fraction: float, rng: np.random.Generator,
-                   class_balanced: bool = False) -> np.ndarray:
+                   class_balanced: bool = False, easy_fraction: float = 0.0) -> np.ndarray:
     """Indices of a minibatch: up to round(num * fg_fraction) foreground, the rest
     background, each drawn without replacement. ``class_balanced`` draws the foreground
     so that every class present gets about the same share (a rare class is otherwise
-    outnumbered by the many regions of a common one in the same image)."""
+    outnumbered by the many regions of a common one in the same image). ``easy_fraction``
+    of the background comes from the EASY_BG regions (as many as there are)."""
     fg = np.flatnonzero(labels > 0)
     bg = np.flatnonzero(labels == 0)
+    easy = np.flatnonzero(labels == EASY_BG)
     n_fg = min(int(round(num * fg_fraction)), len(fg))
-    n_bg = min(num - n_fg, len(bg))
+    n_easy = min(int(round((num - n_fg) * easy_fraction)), len(easy))
+    n_bg = min(num - n_fg - n_easy, len(bg))
     p = None
     if class_balanced and n_fg:
         _, inverse, counts = np.unique(labels[fg], return_inverse=True, return_counts=True)
         p = 1.0 / counts[inverse]
         p /= p.sum()
-    pick = np.concatenate([rng.choice(fg, n_fg, replace=False, p=p), rng.choice(bg, n_bg, replace=False)])
-    return pick.astype(np.int64)
+    pick = [rng.choice(fg, n_fg, replace=False, p=p), rng.choice(bg, n_bg, replace=False)]
+    if n_easy:
+        pick.append(rng.choice(easy, n_easy, replace=False))
+    return np.concatenate(pick).astype(np.int64)
 
 
 def crop_targets(window: np.ndarray, proposals: np.ndarray, gt_boxes: np.ndarray, gt_labels: np.ndarray,
@@ -80,7 +90,7 @@ def ignore_regions(regions: LabeledRegions, cut_gt: np.ndarray, iou: float = 0.3
     """Background regions that overlap a cut-off object by ``iou`` leave training (-1)."""
     if len(cut_gt):
         near = pairwise_iou(regions.boxes, cut_gt).max(1) >= iou
-        regions.labels[near & (regions.labels == 0)] = -1
+        regions.labels[near & ((regions.labels == 0) | (regions.labels == EASY_BG))] = -1
     return regions
 
 

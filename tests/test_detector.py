@@ -25,6 +25,18 @@ def test_foreground_background_labels_and_sampling():
     assert (np.array([1] * 10 + [0] * 30)[pick] > 0).sum() == 2 and len(pick) == 8
 
 
+def test_easy_background_is_kept_apart_and_drawn_as_its_share():
+    gt = np.array([[0, 0, 10, 10]], float)
+    props = np.array([[0, 0, 10, 30]] * 20 + [[60, 60, 70, 70]] * 20, float)   # IoU 0.33 (hard) / 0 (easy)
+    r = label_regions(props, gt, np.array([0]), fg_iou=0.5, bg_low=0.1, keep_easy=True)
+    from detector.sampling import EASY_BG
+    assert r.labels.tolist() == [1] + [0] * 20 + [EASY_BG] * 20
+    pick = sample_regions(r.labels, num=9, fg_fraction=0.12, rng=np.random.default_rng(0), easy_fraction=0.25)
+    assert [(r.labels[pick] == k).sum() for k in (1, 0, EASY_BG)] == [1, 6, 2]
+    pick = sample_regions(r.labels, num=9, fg_fraction=0.12, rng=np.random.default_rng(0))
+    assert (r.labels[pick] == EASY_BG).sum() == 0                                  # off: never drawn
+
+
 def test_class_balanced_sampling_gives_a_rare_class_its_share():
     """2 regions of a rare class beside 40 of a common one, 8 foreground per minibatch:
     plain sampling draws the rare class 8 * 2/42 = 0.38 times on average, balanced

@@ -85,11 +85,12 @@ def test_joint_regressor_with_jitter_trains_and_flip_vote_is_mirror_symmetric(tm
     from synthetic import tiny_config
     cfg = tiny_config(tmp_path / "c.yaml", shapes_data, method="ss", epochs=1)
     r = train_tiny(cfg, tmp_path / "m", tmp_path / "cache", "--max-steps", "3", "--set", "model.bbox_regressor=joint",
-               "train.gt_jitter=2", "train.color_jitter=0.3", "train.ohem_pool=48", "train.random_crop=0.6", "test.flip_vote=true")
+               "train.gt_jitter=2", "train.color_jitter=0.3", "train.ohem_pool=48", "train.random_crop=0.6", "test.flip_vote=true",
+               "train.easy_bg_fraction=0.25")
     assert r.returncode == 0, r.stderr[-2000:]
     saved = (tmp_path / "m" / "config.yaml").read_text()
     assert "bbox_regressor: joint" in saved and "gt_jitter: 2" in saved and "flip_vote: true" in saved
-    assert "ohem_pool: 48" in saved
+    assert "ohem_pool: 48" in saved and "easy_bg_fraction: 0.25" in saved
     with np.load(tmp_path / "m" / "heads.npz") as heads:
         assert "bbox_W" not in heads.files                 # no ridge regressors beside the joint layer
     model = DetectorModel.load(str(tmp_path / "m"))
