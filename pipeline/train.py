@@ -188,15 +188,29 @@ def _apply_overrides_again(cfg, overrides: dict, args) -> None:
 
 
 def hold_out_validation(cfg, dataset):
-    """(training set, held-out validation set or None). With train.eval_every on and no
-    usable val split, a fixed, seeded 15% of the training images is held out (never the
-    test split); a dataset under 20 images trains on all of it, with a warning."""
-    from core.datasets import split_dataset, split_exists
+    """(training set, validation set or None), with train.eval_every on. The recipe's val
+    split when it has one: a seeded choice of at most MAX_VALIDATION_IMAGES of it validates
+    and the rest of it trains (BCCD: 60 of 87 validate, 27 join the 205 training images).
+    Without one, a fixed, seeded 15% of the training images is held out (never the test
+    split); a dataset under 20 images trains on all of it, with a warning."""
+    import dataclasses
+
+    from core.datasets import split_dataset, split_exists, subsample
     dc = cfg.data
     if not cfg.train.eval_every:
         return dataset, None
     if dc.val_split and dc.val_split != dc.test_split and split_exists(dc.dataset, dc.val_split, dc.format):
-        return dataset, None                               # the recipe's val split (validation_hook reads it)
+        val = load_dataset(dc.dataset, dc.val_split, list(dataset.classes), dc.format, synsets=dc.synsets)
+        held = subsample(val, MAX_VALIDATION_IMAGES, seed=cfg.train.seed)
+        taken = {r.image_id for r in held.images} | {r.image_id for r in dataset.images}
+        rest = [r for r in val.images if r.image_id not in taken]
+        if rest:
+            log.info("validation on %d of the %d %s images (seed %d); the other %d train beside the %d %s images",
+                     len(held.images), len(val.images), dc.val_split, cfg.train.seed, len(rest),
+                     len(dataset.images), dc.train_split)
+            dataset = dataclasses.replace(dataset, split=f"{dataset.split} + {len(rest)} of {dc.val_split}",
+                                          images=dataset.images + rest)
+        return dataset, held
     if len(dataset.images) < MIN_VALIDATION_IMAGES:
         log.warning("%d training images: too few to hold out a validation part; training on all of them "
                     "without model selection", len(dataset.images))
