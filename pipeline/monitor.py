@@ -152,7 +152,8 @@ class Validation:
         """When training ends: put the best epoch's weights into ``net`` (the test-time
         network), say what validation reached, and warn when it was still rising."""
         maps = [r["val_mAP"] for r in history or [] if r.get("val_mAP") is not None]
-        if len(maps) >= 3 and maps[-1] - maps[-3] > RISING:
+        # rising into a new best: an earlier, higher peak makes the last gain noise, not a trend
+        if len(maps) >= 3 and maps[-1] - maps[-3] > RISING and maps[-1] >= max(maps):
             log.warning("validation mAP was still rising at the end (%.3f -> %.3f over the last two evaluations): "
                         "the model has not converged; more --minutes (or train.epochs) would likely help",
                         maps[-3], maps[-1])

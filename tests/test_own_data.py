@@ -65,6 +65,19 @@ def test_a_val_split_validates_on_a_subsample_and_the_rest_of_it_trains(tmp_path
     assert train_module.hold_out_validation(cfg, load_dataset(str(data), "train"))[1] is None
 
 
+def test_unconverged_warning_only_when_the_last_evaluation_is_the_best(tmp_path, caplog):
+    import logging
+
+    from core.config import Config
+    from pipeline.monitor import Validation
+    hook = Validation(Config(), None, None, "cpu", str(tmp_path), every=2)
+    with caplog.at_level(logging.WARNING):
+        hook.finish(None, [{"val_mAP": m} for m in (0.30, 0.45, 0.36, 0.40)])   # raccoon-like noise
+        assert "still rising" not in caplog.text
+        hook.finish(None, [{"val_mAP": m} for m in (0.30, 0.35, 0.40)])
+        assert "still rising at the end (0.300 -> 0.400" in caplog.text
+
+
 def test_a_resumed_budget_has_only_what_is_left_and_the_fitted_schedules(tmp_path):
     from core.config import TrainConfig
     from pipeline.train import Budget
