@@ -14,7 +14,6 @@ import numpy as np
 
 from core.boxes import box_area, clip_boxes, pairwise_iou, remove_small_boxes
 
-
 EASY_BG = -2                # a region under bg_low: background, drawn only as the easy share
 
 

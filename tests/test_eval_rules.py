@@ -143,3 +143,17 @@ def test_class_breakdown_hand_case():
     assert rows["a"]["recall_at_precision_0.5"] == pytest.approx(2 / 3)
     assert rows["a"]["top_score"] == pytest.approx(0.9)
     assert rows["b"]["final_recall"] == 0.0 and rows["b"]["top_score"] == 0.0
+
+
+def test_paired_bootstrap_separates_a_real_gap_from_noise():
+    from eval.bootstrap import paired_bootstrap
+    ds = dataset({f"im{i}": [("a", [10, 10, 50, 50])] for i in range(20)})
+    hit = [(f"im{i}", "a", 0.9, [10, 10, 50, 50]) for i in range(20)]
+    miss = [(f"im{i}", "a", 0.9, [200, 200, 240, 240]) for i in range(20)]
+    good, half = dets(*hit), dets(*(hit[:10] + miss[10:]))
+    assert paired_bootstrap(ds, good, half, resamples=50) == 1.0      # better on every resample
+    assert paired_bootstrap(ds, half, good, resamples=50) == 0.0
+    assert paired_bootstrap(ds, good, good, resamples=50) == 0.5      # ties count half
+    # one image missed by each, a different one: neither is better beyond the resampling
+    a, b = dets(*(miss[:1] + hit[1:])), dets(*(hit[:1] + miss[1:2] + hit[2:]))
+    assert 0.2 < paired_bootstrap(ds, a, b, resamples=100) < 0.8

@@ -78,6 +78,32 @@ def test_unconverged_warning_only_when_the_last_evaluation_is_the_best(tmp_path,
         assert "still rising at the end (0.300 -> 0.400" in caplog.text
 
 
+def test_an_earlier_best_epoch_replaces_the_final_weights_only_beyond_the_noise(tmp_path):
+    import numpy as np
+
+    from core.config import Config
+    from core.datasets import Dataset, ImageRecord
+    from core.structures import Detections
+    from pipeline.monitor import Validation
+    records = [ImageRecord(f"im{i}", "", 100, 100, np.array([[10.0, 10, 50, 50]]), np.zeros(1, np.int64),
+                           np.zeros(1, bool), np.zeros(1, bool)) for i in range(24)]
+    val = Dataset("mem", "val", "voc", ["raccoon"], records)
+
+    def found(n):                                   # the first n images found, the rest missed
+        boxes = [[10.0, 10, 50, 50]] * n + [[60.0, 60, 99, 99]] * (24 - n)
+        return Detections(np.array([f"im{i}" for i in range(24)]), np.array(["raccoon"] * 24),
+                          np.full(24, 0.9), np.array(boxes))
+
+    hook = Validation(Config(), val, None, "cpu", str(tmp_path), every=2)
+    hook.best_epoch, hook.best_map, hook.best_dets = 6, 0.50, found(12)
+    hook.last_epoch, hook.last_map, hook.last_dets = 17, 0.46, found(11)
+    assert not hook.best_is_real() and (hook.best_epoch, hook.best_map) == (17, 0.46)   # one image apart: noise
+    hook.best_epoch, hook.best_map, hook.best_dets = 6, 0.95, found(23)
+    assert hook.best_is_real() and hook.best_epoch == 6                                # 23 against 11: real
+    hook.last_epoch = 6
+    assert hook.best_is_real()                                                          # the final epoch is the best
+
+
 def test_a_resumed_budget_has_only_what_is_left_and_the_fitted_schedules(tmp_path):
     from core.config import TrainConfig
     from pipeline.train import Budget
