@@ -287,20 +287,13 @@ class Budget:
                  "guess; pass fewer --minutes)")
 
 
-def validation_hook(cfg, train_set, source, device, out_dir: str, held_out=None) -> Validation:
-    """Validation on the held-out part of train, or the recipe's validation split,
-    checked: never the test split, and a warning when its images are also training
-    images (the selection is then optimistic). At most 60 images (a fixed subsample)."""
+def validation_hook(cfg, train_set, source, device, out_dir: str, held_out) -> Validation:
+    """Validation on ``held_out`` (hold_out_validation's choice: part of the val split, or
+    of train), at most 60 images (a fixed subsample), with a warning when its images are
+    also training images (the selection is then optimistic)."""
     from core.datasets import subsample
     dc = cfg.data
-    if held_out is not None:
-        val_set = held_out
-    else:
-        if not dc.val_split or dc.val_split == dc.test_split:
-            raise UserError(f"train.eval_every needs a validation split other than the test split "
-                            f"(data.val_split is {dc.val_split!r}, data.test_split {dc.test_split!r})")
-        val_set = load_dataset(dc.dataset, dc.val_split, list(train_set.classes), dc.format, synsets=dc.synsets)
-    val_set = subsample(val_set, MAX_VALIDATION_IMAGES, seed=cfg.train.seed)
+    val_set = subsample(held_out, MAX_VALIDATION_IMAGES, seed=cfg.train.seed)
     shared = {r.image_id for r in val_set.images} & {r.image_id for r in train_set.images}
     if shared:
         log.warning("%d of the %d validation images (%s) are also training images (%s): the validation mAP "
