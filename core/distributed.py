@@ -49,9 +49,15 @@ def init(device):
     return device
 
 
-def shutdown() -> None:
+def shutdown(failed: bool = False) -> None:
+    """Leave the process group. After a normal run every rank first waits for the others:
+    a rank that tears down its gloo connections while a peer is still finishing the last
+    collective can abort that peer ("terminate called without an active exception", seen
+    once in CI). After a failure (``failed``) it leaves at once, as the others may never come."""
     if active():
         import torch.distributed as dist
+        if not failed:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -3,21 +3,29 @@
 ``derive_config(cfg, dataset)`` fills in, and returns notes on what it chose:
 
 * classes: the dataset's own;
-* image sizes: ``model.image_scale`` is the median shorter side (rounded to 32, within
-  320-600), ``model.max_image_side`` keeps the median aspect ratio at that scale (at most
-  1000), selective search runs on at most 500 px (smaller images as they are);
+* image sizes: ``model.image_scale`` stays the default's 416 (both tuned recipes train
+  there: it is a choice of compute, as Fast R-CNN's fixed 600, not a property of the
+  data) unless that would upsample the median image more than 1.5x; ``model.max_image_side``
+  keeps the median aspect ratio at that scale (at most 1000), selective search runs on at
+  most 500 px (smaller images as they are). Leave-one-out with the median shorter side
+  as the scale: raccoon at 352 px 0.604, BCCD at 480 px 0.844 with 17 instead of ~23
+  epochs in its 100 minutes;
 * object sizes: the MultiBox input is made large enough that the smallest class's median
   object spans at least 36 input pixels, within 320-640, with 3 k-means prior shapes per
   stride-16 cell. Measured on BCCD's platelets: spanning 25 px (416 input) they had
   recall@0.5 0.594 in the top 200, spanning 37 px (608) 0.913 (README, Proposals);
 * foreground balance: ``train.class_balanced`` when the commonest class has over 3x
   the objects of the rarest;
+* NMS (``test.nms_iou``): the lowest of 0.3 / 0.4 / 0.5 at which at most 2% of the
+  training objects have a same-class neighbour overlapping them more (NMS at t keeps one
+  of two such objects at best). BCCD's crowded cells: 4.0% above 0.3, 1.7% above 0.4 ->
+  0.4 (configs/bccd.yaml's, +0.012 / +0.008 on the same weights); raccoon: 0% -> 0.3;
 * box voting (``test.box_vote`` 0.5) when images hold few objects (a median of at most
   ``SPARSE_OBJECTS``): it pulls a kept box towards the boxes around it, and where objects
   are crowded those boxes are the neighbours'. Raccoon (1 per image): +0.075 mean over
   four seeds; BCCD (~13 per image): -0.002 paper, -0.019 fast path (README, ablation);
-* augmentation (``train.color_jitter`` 0.3, ``train.random_crop`` 0.6) for the same sparse
-  images: raccoon photos at 14 epochs, 0.682 mean over three seeds against 0.624 for the
+* augmentation (``train.color_jitter`` 0.3, ``train.random_crop`` 0.6, scales 352-480) for
+  the same sparse images: raccoon photos at 14 epochs, 0.682 mean over three seeds against 0.624 for the
   6-epoch recipe without it; BCCD at 8 epochs lost with it (0.783 against 0.817), where a
   crop cuts through crowds of cells the annotators left out at the border.
 
@@ -33,6 +41,10 @@ DEFAULT_RECIPE = "configs/default.yaml"
 SPARSE_OBJECTS = 3              # objects per image (median) up to which boxes vote and images are augmented
 BOX_VOTE_IOU = 0.5             # Gidaris & Komodakis' threshold
 SPARSE_AUGMENT = {"color_jitter": 0.3, "random_crop": 0.6}   # configs/raccoon.yaml's
+SPARSE_SCALE_JITTER = (0.85, 0.92, 1.0, 1.08, 1.15)           # raccoon.yaml's 352-480 around 416
+MAX_UPSAMPLE = 1.5             # image_scale never enlarges the median image more than this
+NMS_CHOICES = (0.3, 0.4, 0.5)
+NMS_MAX_SUPPRESSED = 0.02      # share of training objects NMS may cost at best
 
 
 def _round32(x: float) -> int:
@@ -54,6 +66,31 @@ def multibox_input_size(smallest_side: float) -> int:
     return int(np.clip(np.ceil(36 / max(smallest_side, 1e-3) / 32) * 32, 320, 640))
 
 
+def same_class_overlap(dataset) -> np.ndarray:
+    """For every object of ``dataset``, its largest IoU with another object of its class in
+    the same image (0 when it has none): (N,)."""
+    import torch
+    from torchvision.ops import box_iou
+    out = []
+    for r in dataset.images:
+        if len(r.boxes) < 2:
+            out.append(np.zeros(len(r.boxes)))
+            continue
+        iou = box_iou(torch.as_tensor(r.boxes, dtype=torch.float64), torch.as_tensor(r.boxes, dtype=torch.float64))
+        iou = iou.numpy() * (r.labels[:, None] == r.labels[None, :])
+        np.fill_diagonal(iou, 0.0)
+        out.append(iou.max(1))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def nms_threshold(overlap: np.ndarray) -> float:
+    """The lowest of NMS_CHOICES above which at most NMS_MAX_SUPPRESSED of ``overlap`` lie."""
+    for t in NMS_CHOICES:
+        if not len(overlap) or float(np.mean(overlap > t)) <= NMS_MAX_SUPPRESSED:
+            return t
+    return NMS_CHOICES[-1]
+
+
 def derive_config(cfg, dataset) -> list[str]:
     """Adjust ``cfg`` (a Config from default.yaml) to ``dataset`` (its training split) in place."""
     notes = []
@@ -61,10 +98,9 @@ def derive_config(cfg, dataset) -> list[str]:
     notes.append(f"classes {cfg.data.classes} (from the data)")
     sizes = np.array([(r.width, r.height) for r in dataset.images], float)
     short, long = np.median(sizes.min(1)), np.median(sizes.max(1))
-    cfg.model.image_scale = int(np.clip(_round32(short), 320, 600))
-    cfg.model.max_image_side = int(np.clip(_round32(long * cfg.model.image_scale / short), cfg.model.image_scale, 1000))
-    s = cfg.model.image_scale
-    cfg.train.scale_jitter = [_round32(s * 0.9), s, _round32(s * 1.1)]
+    s = cfg.model.image_scale = int(max(128, min(cfg.model.image_scale, _round32(MAX_UPSAMPLE * short))))
+    cfg.model.max_image_side = int(np.clip(np.ceil(long * s / short / 32) * 32, s, 1000))   # the median image fits
+    cfg.train.scale_jitter = [_round32(s * 0.92), s, _round32(s * 1.08)]
     cfg.proposals.selective_search.max_side = int(min(500, _round32(long)))
     notes.append(f"images: median {short:.0f} x {long:.0f} px -> image_scale {s}, max_image_side "
                  f"{cfg.model.max_image_side}, scale_jitter {cfg.train.scale_jitter}, selective search on "
@@ -89,11 +125,18 @@ def derive_config(cfg, dataset) -> list[str]:
     cfg.train.class_balanced = bool(counts.max() > 3 * counts.min())
     notes.append(f"objects per class {dict(zip(dataset.classes, counts.tolist()))} -> class_balanced "
                  f"{cfg.train.class_balanced}")
+    overlap = same_class_overlap(dataset)
+    cfg.test.nms_iou = nms_threshold(overlap)
+    notes.append("objects overlapping one of their class by more than 0.3 / 0.4 / 0.5: "
+                 + " / ".join(f"{np.mean(overlap > t):.1%}" for t in NMS_CHOICES) + f" -> nms_iou {cfg.test.nms_iou:g}")
     per_image = float(np.median([len(r.boxes) for r in dataset.images])) if dataset.images else 0.0
     sparse = per_image <= SPARSE_OBJECTS
     cfg.test.box_vote = BOX_VOTE_IOU if sparse else 0.0
     for key, value in SPARSE_AUGMENT.items():
         setattr(cfg.train, key, value if sparse else 0.0)
+    if sparse:
+        cfg.train.scale_jitter = sorted({_round32(s * f) for f in SPARSE_SCALE_JITTER})
     notes.append(f"objects per image: median {per_image:g} -> box_vote {cfg.test.box_vote:g}, color_jitter "
-                 f"{cfg.train.color_jitter:g}, random_crop {cfg.train.random_crop:g}")
+                 f"{cfg.train.color_jitter:g}, random_crop {cfg.train.random_crop:g}, scale_jitter "
+                 f"{cfg.train.scale_jitter}")
     return notes

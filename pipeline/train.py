@@ -40,8 +40,10 @@ def run_training(args) -> None:
     device = distributed.init(resolve_device(args.device))
     try:
         _run_training(args, device)
-    finally:
-        distributed.shutdown()
+    except BaseException:
+        distributed.shutdown(failed=True)
+        raise
+    distributed.shutdown()
 
 
 def _run_training(args, device) -> None:

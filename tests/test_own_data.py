@@ -1,6 +1,7 @@
 """train.py --dataset DIR with no recipe: the default adapted to the data, validation on
 a held-out part, a time budget, and curves a person can read."""
 import csv
+import os
 import subprocess
 import sys
 
@@ -31,7 +32,7 @@ def test_default_recipe_adapts_holds_out_validation_and_keeps_the_budget(tmp_pat
     assert manifest["overrides"]["model.width"] == 0.125 and len(manifest["validation_images"]) == 4
     assert manifest["minutes"] == 1.5 and manifest["fingerprint"]
     cfg = yaml.safe_load((out / "config.yaml").read_text())
-    assert cfg["data"]["classes"] == ["box", "disc"] and cfg["model"]["image_scale"] == 320
+    assert cfg["data"]["classes"] == ["box", "disc"] and cfg["model"]["image_scale"] == 128
     assert cfg["model"]["width"] == 0.125                      # --set wins over the derived values
     with open(out / "history.csv") as f:
         rows = list(csv.DictReader(f))
@@ -159,9 +160,9 @@ def test_multibox_input_follows_the_smallest_class_not_the_commonest():
 def test_sparse_images_get_box_voting_and_augmentation_crowds_neither():
     import numpy as np
 
-    from core.config import Config
+    from core.config import load_config
     from core.datasets import Dataset, ImageRecord
-    from pipeline.autoconfig import derive_config
+    from pipeline.autoconfig import DEFAULT_RECIPE, derive_config
 
     def dataset(objects_per_image):
         boxes = np.array([[10 + 30 * k, 10, 35 + 30 * k, 40] for k in range(objects_per_image)], float)
@@ -169,10 +170,30 @@ def test_sparse_images_get_box_voting_and_augmentation_crowds_neither():
                                np.zeros(len(boxes), bool), np.zeros(len(boxes), bool)) for i in range(5)]
         return Dataset("root", "train", "voc", ["cell"], records)
 
-    sparse, crowded = Config(), Config()
+    sparse, crowded = load_config(os.path.join(ROOT, DEFAULT_RECIPE)), load_config(os.path.join(ROOT, DEFAULT_RECIPE))
     notes = derive_config(sparse, dataset(1))
     derive_config(crowded, dataset(12))
     assert sparse.test.box_vote == 0.5 and crowded.test.box_vote == 0.0
     assert (sparse.train.color_jitter, sparse.train.random_crop) == (0.3, 0.6)
     assert (crowded.train.color_jitter, crowded.train.random_crop) == (0.0, 0.0)
-    assert "objects per image: median 1 -> box_vote 0.5, color_jitter 0.3, random_crop 0.6" in notes
+    assert "objects per image: median 1 -> box_vote 0.5, color_jitter 0.3, random_crop 0.6" in notes[-1]
+    # 480-px images train at the default's 416 (not upsampled, not enlarged to their own size)
+    assert sparse.model.image_scale == crowded.model.image_scale == 416 and crowded.model.max_image_side == 576
+    assert sparse.train.scale_jitter == [352, 384, 416, 448, 480] and crowded.train.scale_jitter == [384, 416, 448]
+
+
+def test_nms_threshold_follows_how_much_objects_of_a_class_overlap():
+    import numpy as np
+
+    from core.datasets import Dataset, ImageRecord
+    from pipeline.autoconfig import nms_threshold, same_class_overlap
+    # two pairs: same class overlapping at IoU 1/3 (20x30 boxes shifted by 15), and a
+    # different-class pair at IoU 1 which NMS (per class) never compares
+    boxes = np.array([[0, 0, 30, 20], [15, 0, 45, 20], [100, 100, 130, 120], [100, 100, 130, 120]], float)
+    labels = np.array([0, 0, 0, 1])
+    record = ImageRecord("a", "a.jpg", 200, 200, boxes, labels, np.zeros(4, bool), np.zeros(4, bool))
+    overlap = same_class_overlap(Dataset("root", "train", "voc", ["x", "y"], [record]))
+    np.testing.assert_allclose(overlap, [1 / 3, 1 / 3, 0, 0])
+    assert nms_threshold(overlap) == 0.4                 # half the objects overlap > 0.3, none > 0.4
+    assert nms_threshold(np.zeros(100)) == 0.3 and nms_threshold(np.full(10, 0.9)) == 0.5
+    assert nms_threshold(np.r_[np.full(2, 0.35), np.zeros(98)]) == 0.3   # 2% may be lost

@@ -155,8 +155,10 @@ def run_model(args, dataset) -> tuple[dict, dict, object] | None:
     runner = detector.runner(args.proposals or "paper", progress=not args.quiet)
     try:
         detections = runner.detect_dataset(dataset, members=len(predictor) > 1)
-    finally:
-        distributed.shutdown()
+    except BaseException:
+        distributed.shutdown(failed=True)
+        raise
+    distributed.shutdown()
     if not distributed.is_main():
         return None
     name = os.path.basename(os.path.normpath(args.model))
