@@ -103,7 +103,7 @@ def derive_config(cfg, dataset) -> list[str]:
     cfg.train.scale_jitter = [_round32(s * 0.92), s, _round32(s * 1.08)]
     cfg.proposals.selective_search.max_side = int(min(500, _round32(long)))
     notes.append(f"images: median {short:.0f} x {long:.0f} px -> image_scale {s}, max_image_side "
-                 f"{cfg.model.max_image_side}, scale_jitter {cfg.train.scale_jitter}, selective search on "
+                 f"{cfg.model.max_image_side}, selective search on "
                  f"{cfg.proposals.selective_search.max_side} px")
     with_boxes = [r for r in dataset.images if len(r.boxes)]
     rel = np.concatenate([np.sqrt(np.prod(r.boxes[:, 2:] - r.boxes[:, :2], axis=1)) / max(r.width, r.height)
