@@ -4,6 +4,7 @@ with no --config, scored on the test split beside the tuned recipe and the peer.
 
     python bench/leave_one_out.py                      # raccoon (45 min), then BCCD (100 min)
     python bench/leave_one_out.py --only raccoon
+    python bench/leave_one_out.py --only raccoon --seeds 1     # another seed: runs/leave_one_out/raccoon_s1
 
 Each run trains into runs/leave_one_out/<name> (resumable: rerun after a kill; the wall
 minutes of every invocation are added up in bench/results/leave_one_out/<name>_train.json),
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 
@@ -30,7 +32,12 @@ sys.path.insert(0, ROOT)
 RUNS = {"raccoon": ("../shared/datasets/raccoon", 45, 0.65), "bccd": ("../shared/datasets/bccd", 100, 0.88)}
 
 
-def train(name: str, dataset: str, minutes: float, out: str, results: str, cache_dir: str) -> float:
+def run_name(name: str, seed: int) -> str:
+    """Seed 0 keeps the dataset's name (the runs before --seeds existed); others add _s<seed>."""
+    return name if seed == 0 else f"{name}_s{seed}"
+
+
+def train(name: str, dataset: str, minutes: float, out: str, results: str, cache_dir: str, seed: int = 0) -> float:
     """Train (or resume) one run; returns the wall minutes of all its invocations."""
     ledger = os.path.join(results, f"{name}_train.json")
     spent = _read_result(ledger) or {"invocations": []}
@@ -40,6 +47,8 @@ def train(name: str, dataset: str, minutes: float, out: str, results: str, cache
     if not finished:
         cmd = [sys.executable, "train.py", "--dataset", dataset, "--out", out, "--minutes", str(minutes),
                "--cache-dir", cache_dir, "--no-progress"] + (["--resume"] if os.path.isdir(out) else [])
+        if seed:
+            cmd += ["--set", f"train.seed={seed}"]
         t = time.time()
         try:
             run_logged(cmd, os.path.join(results, f"{name}_train.log"))
@@ -66,17 +75,22 @@ def _read_result(path: str) -> dict | None:
 def write_table(rows: list, path: str) -> None:
     lines = ["# The default recipe on data it was not tuned for (test split, voc mAP)",
              f"written {time.strftime('%Y-%m-%d %H:%M')} by `python bench/leave_one_out.py`", "",
-             "| dataset | budget min | wall min | within +10% | mAP paper | mAP fast | goal | tuned recipe "
-             "(bundled) | peer, same minutes |", "|---|---|---|---|---|---|---|---|---|"]
-    for name, minutes, goal, wall, paper, fast in rows:
+             "| dataset | seed | budget min | wall min | within +10% | mAP paper | mAP fast | goal | tuned recipe "
+             "(bundled) | peer, same minutes |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name in dict.fromkeys(r[0] for r in rows):
         tuned = _read_result(os.path.join(ROOT, "bench", "results", f"{name}_test_voc.json"))
         peer = _read_result(os.path.join(ROOT, "bench", "results", f"peer_{name}_test_voc.json"))
-        lines.append(f"| {name} | {minutes} | {wall:.1f} | {'yes' if wall <= 1.1 * minutes else 'no'} | "
-                     f"**{paper['mAP']:.3f}** | {fast['mAP']:.3f} | >= {goal} | "
-                     + (f"{tuned['mAP']:.3f}" if tuned else "not measured") + " | "
-                     + (f"{peer['mAP']:.3f}" if peer else "not run") + " |")
+        mine = [r for r in rows if r[0] == name]
+        for _, seed, minutes, goal, wall, paper, fast in mine:
+            lines.append(f"| {name} | {seed} | {minutes} | {wall:.1f} | {'yes' if wall <= 1.1 * minutes else 'no'} | "
+                         f"**{paper['mAP']:.3f}** | {fast['mAP']:.3f} | >= {goal} | "
+                         + (f"{tuned['mAP']:.3f}" if tuned else "not measured") + " | "
+                         + (f"{peer['mAP']:.3f}" if peer else "not run") + " |")
+        if len(mine) > 1:
+            mean = [sum(r[k]["mAP"] for r in mine) / len(mine) for k in (5, 6)]
+            lines.append(f"| {name} | mean of {len(mine)} | | | | **{mean[0]:.3f}** | {mean[1]:.3f} | >= {mine[0][3]} | | |")
     lines += ["", "Wall minutes: every train.py invocation of the run, added up (MultiBox, proposals, "
-              "classifier, heads). Per-class AP: bench/results/leave_one_out/<name>_paper.json."]
+              "classifier, heads). Per-class AP: bench/results/leave_one_out/<name>[_s<seed>]_paper.json."]
     write_markdown(path, lines)
 
 
@@ -85,24 +99,28 @@ def main():
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--only", choices=sorted(RUNS), help="run one dataset (default: both, raccoon first)")
     p.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/googlenet-detector"), help="proposal cache")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0],
+                   help="train.seed of the runs to train; runs of other seeds already on disk join the table")
     args = p.parse_args()
     results = os.path.join(ROOT, "bench", "results", "leave_one_out")
     os.makedirs(results, exist_ok=True)
     rows = []
     for name, (dataset, minutes, goal) in RUNS.items():
-        out = os.path.join("runs", "leave_one_out", name)
-        if args.only in (None, name):
-            wall = train(name, dataset, minutes, out, results, args.cache_dir)
-        elif not os.path.exists(os.path.join(results, f"{name}_train.json")):
-            continue
-        else:
-            wall = sum(i["minutes"] for i in _read_result(os.path.join(results, f"{name}_train.json"))["invocations"])
-        paper, fast = (score_model(dataset, "test", out, path, os.path.join(results, f"{name}_{path}.json"),
-                                   args.cache_dir, os.path.join(results, f"{name}_eval.log"))
-                       for path in ("paper", "fast"))
-        print(f"{name}: mAP paper {paper['mAP']:.4f}, fast {fast['mAP']:.4f}, {wall:.1f} wall minutes "
-              f"of a {minutes}-minute budget", flush=True)
-        rows.append((name, minutes, goal, wall, paper, fast))
+        trained = {int(m.group(1) or 0) for m in map(re.compile(rf"{name}(?:_s(\d+))?_train\.json").fullmatch,
+                                                     os.listdir(results)) if m}
+        for seed in sorted(trained | set(args.seeds if args.only in (None, name) else [])):
+            run = run_name(name, seed)
+            out = os.path.join("runs", "leave_one_out", run)
+            if args.only in (None, name) and seed in args.seeds:
+                wall = train(run, dataset, minutes, out, results, args.cache_dir, seed)
+            else:
+                wall = sum(i["minutes"] for i in _read_result(os.path.join(results, f"{run}_train.json"))["invocations"])
+            paper, fast = (score_model(dataset, "test", out, path, os.path.join(results, f"{run}_{path}.json"),
+                                       args.cache_dir, os.path.join(results, f"{run}_eval.log"))
+                           for path in ("paper", "fast"))
+            print(f"{run}: mAP paper {paper['mAP']:.4f}, fast {fast['mAP']:.4f}, {wall:.1f} wall minutes "
+                  f"of a {minutes}-minute budget", flush=True)
+            rows.append((name, seed, minutes, goal, wall, paper, fast))
     if rows:
         write_table(rows, os.path.join(ROOT, "bench", "results", "leave_one_out.md"))
 
