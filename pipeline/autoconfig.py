@@ -69,15 +69,13 @@ def multibox_input_size(smallest_side: float) -> int:
 def same_class_overlap(dataset) -> np.ndarray:
     """For every object of ``dataset``, its largest IoU with another object of its class in
     the same image (0 when it has none): (N,)."""
-    import torch
-    from torchvision.ops import box_iou
+    from core.boxes import pairwise_iou
     out = []
     for r in dataset.images:
         if len(r.boxes) < 2:
             out.append(np.zeros(len(r.boxes)))
             continue
-        iou = box_iou(torch.as_tensor(r.boxes, dtype=torch.float64), torch.as_tensor(r.boxes, dtype=torch.float64))
-        iou = iou.numpy() * (r.labels[:, None] == r.labels[None, :])
+        iou = pairwise_iou(r.boxes, r.boxes) * (r.labels[:, None] == r.labels[None, :])
         np.fill_diagonal(iou, 0.0)
         out.append(iou.max(1))
     return np.concatenate(out) if out else np.zeros(0)
