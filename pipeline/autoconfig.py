@@ -3,13 +3,14 @@
 ``derive_config(cfg, dataset)`` fills in, and returns notes on what it chose:
 
 * classes: the dataset's own;
-* image sizes: ``model.image_scale`` stays the default's 416 (both tuned recipes train
-  there: it is a choice of compute, as Fast R-CNN's fixed 600, not a property of the
-  data) unless that would upsample the median image more than 1.5x; ``model.max_image_side``
-  keeps the median aspect ratio at that scale (at most 1000), selective search runs on at
-  most 500 px (smaller images as they are). Leave-one-out with the median shorter side
-  as the scale: raccoon at 352 px 0.604, BCCD at 480 px 0.844 with 17 instead of ~23
-  epochs in its 100 minutes;
+* image sizes: ``model.image_scale`` is the median shorter side (rounded to 32) within
+  the default's 416 and 600, but never more than 1.5x the median image;
+  ``model.max_image_side`` lets the median aspect ratio through (at most 1000), selective
+  search runs on at most 500 px (smaller images as they are). Leave-one-out, each in its
+  budget: raccoon (median 360) at 352 px 0.604 paper / 0.594 fast, at 416 0.615 / 0.690;
+  BCCD (median 480) at 480 px 0.844 / 0.839 (17 classifier epochs, NMS 0.3), at 416
+  0.840 / 0.831 (20 epochs, NMS 0.4, which alone gave +0.01 on the tuned weights). Larger
+  images beat more epochs both times;
 * object sizes: the MultiBox input is made large enough that the smallest class's median
   object spans at least 36 input pixels, within 320-640, with 3 k-means prior shapes per
   stride-16 cell. Measured on BCCD's platelets: spanning 25 px (416 input) they had
@@ -42,7 +43,8 @@ SPARSE_OBJECTS = 3              # objects per image (median) up to which boxes v
 BOX_VOTE_IOU = 0.5             # Gidaris & Komodakis' threshold
 SPARSE_AUGMENT = {"color_jitter": 0.3, "random_crop": 0.6}   # configs/raccoon.yaml's
 SPARSE_SCALE_JITTER = (0.85, 0.92, 1.0, 1.08, 1.15)           # raccoon.yaml's 352-480 around 416
-MAX_UPSAMPLE = 1.5             # image_scale never enlarges the median image more than this
+MAX_SCALE = 600                # image_scale: the median shorter side within the default's and this
+MAX_UPSAMPLE = 1.5             # and never enlarging the median image more than this
 NMS_CHOICES = (0.3, 0.4, 0.5)
 NMS_MAX_SUPPRESSED = 0.02      # share of training objects NMS may cost at best
 
@@ -96,7 +98,8 @@ def derive_config(cfg, dataset) -> list[str]:
     notes.append(f"classes {cfg.data.classes} (from the data)")
     sizes = np.array([(r.width, r.height) for r in dataset.images], float)
     short, long = np.median(sizes.min(1)), np.median(sizes.max(1))
-    s = cfg.model.image_scale = int(max(128, min(cfg.model.image_scale, _round32(MAX_UPSAMPLE * short))))
+    s = int(np.clip(_round32(short), cfg.model.image_scale, MAX_SCALE))
+    s = cfg.model.image_scale = max(128, min(s, _round32(MAX_UPSAMPLE * short)))
     cfg.model.max_image_side = int(np.clip(np.ceil(long * s / short / 32) * 32, s, 1000))   # the median image fits
     cfg.train.scale_jitter = [_round32(s * 0.92), s, _round32(s * 1.08)]
     cfg.proposals.selective_search.max_side = int(min(500, _round32(long)))

@@ -177,9 +177,29 @@ def test_sparse_images_get_box_voting_and_augmentation_crowds_neither():
     assert (sparse.train.color_jitter, sparse.train.random_crop) == (0.3, 0.6)
     assert (crowded.train.color_jitter, crowded.train.random_crop) == (0.0, 0.0)
     assert "objects per image: median 1 -> box_vote 0.5, color_jitter 0.3, random_crop 0.6" in notes[-1]
-    # 480-px images train at the default's 416 (not upsampled, not enlarged to their own size)
-    assert sparse.model.image_scale == crowded.model.image_scale == 416 and crowded.model.max_image_side == 576
-    assert sparse.train.scale_jitter == [352, 384, 416, 448, 480] and crowded.train.scale_jitter == [384, 416, 448]
+    # 640 x 480 images train at their own 480 (above the default's 416), the aspect ratio kept
+    assert sparse.model.image_scale == crowded.model.image_scale == 480 and crowded.model.max_image_side == 640
+    assert sparse.train.scale_jitter == [416, 448, 480, 512, 544] and crowded.train.scale_jitter == [448, 480, 512]
+
+
+def test_image_scale_is_the_median_side_within_the_default_and_600_never_upsampling_much():
+    import numpy as np
+
+    from core.config import load_config
+    from core.datasets import Dataset, ImageRecord
+    from pipeline.autoconfig import DEFAULT_RECIPE, derive_config
+
+    def scale(width, height):
+        box = np.array([[10, 10, 40, 40]], float)
+        records = [ImageRecord(f"im{i}", f"im{i}.jpg", width, height, box, np.zeros(1, np.int64),
+                               np.zeros(1, bool), np.zeros(1, bool)) for i in range(3)]
+        cfg = load_config(os.path.join(ROOT, DEFAULT_RECIPE))
+        derive_config(cfg, Dataset("root", "train", "voc", ["x"], records))
+        return cfg.model.image_scale, cfg.model.max_image_side
+
+    assert scale(500, 360) == (416, 608)       # raccoon: up to the default's 416
+    assert scale(1600, 1200) == (600, 800)     # large photos: at most 600
+    assert scale(96, 80) == (128, 160)         # tiny images: at most 1.5x, at least 128
 
 
 def test_nms_threshold_follows_how_much_objects_of_a_class_overlap():
