@@ -165,10 +165,14 @@ class Validation:
                         maps[-3], maps[-1])
         if maps:
             log.info("validation mAP reached %.4f (epoch %d)", self.best_map, self.best_epoch)
-        if os.path.exists(self.best_path) and self.best_is_real():
+        if not os.path.exists(self.best_path):
+            return
+        if self.best_is_real():
             from networks.engine import load_checkpoint
             net.load_state_dict(load_checkpoint(self.best_path)["model"])
             log.info("using the best epoch's weights: epoch %d, validation mAP %.4f", self.best_epoch, self.best_map)
+        else:
+            self.best_map, self.best_epoch = self.last_map, self.last_epoch    # the final weights stay
 
     def best_is_real(self) -> bool:
         """Whether an earlier best epoch should replace the final weights: only when it beats
@@ -188,5 +192,4 @@ class Validation:
                  "%d bootstrap resamples of the %d validation images (noise; %.0f%% needed)", self.best_epoch,
                  self.best_map, self.last_epoch, self.last_map, 100 * share, BOOTSTRAP_RESAMPLES,
                  len(self.val_set.images), 100 * SELECTION_CONFIDENCE)
-        self.best_map, self.best_epoch = self.last_map, self.last_epoch
         return False

@@ -95,12 +95,28 @@ def test_an_earlier_best_epoch_replaces_the_final_weights_only_beyond_the_noise(
         return Detections(np.array([f"im{i}" for i in range(24)]), np.array(["raccoon"] * 24),
                           np.full(24, 0.9), np.array(boxes))
 
+    import torch
+
+    from networks.engine import save_checkpoint
     hook = Validation(Config(), val, None, "cpu", str(tmp_path), every=2)
+    save_checkpoint(hook.best_path, {"model": {"weight": torch.full((1, 1), 6.0), "bias": torch.zeros(1)}})
+
+    def final_net():                                # the final (epoch 17) weights: 17
+        net = torch.nn.Linear(1, 1)
+        net.load_state_dict({"weight": torch.full((1, 1), 17.0), "bias": torch.zeros(1)})
+        return net
+
     hook.best_epoch, hook.best_map, hook.best_dets = 6, 0.50, found(12)
     hook.last_epoch, hook.last_map, hook.last_dets = 17, 0.46, found(11)
-    assert not hook.best_is_real() and (hook.best_epoch, hook.best_map) == (17, 0.46)   # one image apart: noise
+    assert not hook.best_is_real()                                                      # one image apart: noise
+    net = final_net()
+    hook.finish(net)
+    assert net.weight.item() == 17 and (hook.best_epoch, hook.best_map) == (17, 0.46)   # the final weights stay
     hook.best_epoch, hook.best_map, hook.best_dets = 6, 0.95, found(23)
-    assert hook.best_is_real() and hook.best_epoch == 6                                # 23 against 11: real
+    assert hook.best_is_real()                                                          # 23 against 11: real
+    net = final_net()
+    hook.finish(net)
+    assert net.weight.item() == 6 and hook.best_epoch == 6                              # epoch 6's weights
     hook.last_epoch = 6
     assert hook.best_is_real()                                                          # the final epoch is the best
 
