@@ -91,26 +91,8 @@ def evaluate(dataset, dets, metric: str, ignore_unknown: bool = False) -> EvalRe
                           num_positives=_counts(dataset, npos), stats=stats,
                           curves={dataset.classes[k]: v for k, v in curves.items()}, **base)
 
+    status, global_order, gt_counted = _match(dataset, metric, image, label, scores, boxes)
     truth = dataset.ground_truth()
-    det_key = image * n_cls + label
-    gt_key = truth.image * n_cls + truth.labels
-    file_order = np.arange(len(keep))
-    if metric == "ilsvrc":
-        bl_key = dataset.blacklist[:, 0] * n_cls + dataset.blacklist[:, 1]
-        gt_counted = ~np.isin(gt_key, bl_key)
-        # eval_detection.m's order: per image by descending score (ties: file order);
-        # then all images' lists, concatenated by image, sorted again by score.
-        rank = np.empty(len(keep), np.int64)
-        rank[np.lexsort((file_order, -scores, image))] = file_order
-        status = match_ilsvrc(det_key, boxes, rank, gt_key, truth.boxes, np.isin(det_key, bl_key))
-        global_order = np.lexsort((file_order, image, -scores))
-    else:
-        gt_counted = ~truth.difficult
-        rank = np.empty(len(keep), np.int64)
-        global_order = np.lexsort((file_order, -scores))   # VOCevaldet: stable sort by -score
-        rank[global_order] = file_order
-        status = match_voc(det_key, boxes, rank, gt_key, truth.boxes, truth.difficult)
-
     npos = np.bincount(truth.labels[gt_counted], minlength=n_cls)
     ap_fn = voc07_ap if metric == "voc07" else area_ap
     # Ignored detections add no point to the curve (tp and fp both unchanged).
@@ -130,6 +112,44 @@ def evaluate(dataset, dets, metric: str, ignore_unknown: bool = False) -> EvalRe
     return EvalResult(mAP=float(ap[valid].mean()) if valid.any() else float("nan"),
                       per_class=_per_class(dataset, ap, npos), num_positives=_counts(dataset, npos),
                       curves=curves, **base)
+
+
+def _match(dataset, metric: str, image, label, scores, boxes):
+    """The devkit's matching: (per-detection status TP / FP / IGNORED, the processing
+    order, which gt count as positives). ``metric`` is ilsvrc, voc07 or voc."""
+    n_cls = len(dataset.classes)
+    truth = dataset.ground_truth()
+    det_key = image * n_cls + label
+    gt_key = truth.image * n_cls + truth.labels
+    file_order = np.arange(len(scores))
+    if metric == "ilsvrc":
+        bl_key = dataset.blacklist[:, 0] * n_cls + dataset.blacklist[:, 1]
+        gt_counted = ~np.isin(gt_key, bl_key)
+        # eval_detection.m's order: per image by descending score (ties: file order);
+        # then all images' lists, concatenated by image, sorted again by score.
+        rank = np.empty(len(scores), np.int64)
+        rank[np.lexsort((file_order, -scores, image))] = file_order
+        status = match_ilsvrc(det_key, boxes, rank, gt_key, truth.boxes, np.isin(det_key, bl_key))
+        global_order = np.lexsort((file_order, image, -scores))
+    else:
+        gt_counted = ~truth.difficult
+        rank = np.empty(len(scores), np.int64)
+        global_order = np.lexsort((file_order, -scores))   # VOCevaldet: stable sort by -score
+        rank[global_order] = file_order
+        status = match_voc(det_key, boxes, rank, gt_key, truth.boxes, truth.difficult)
+    return status, global_order, gt_counted
+
+
+def detection_status(dataset, dets, metric: str = "voc") -> np.ndarray:
+    """(N,) int8 per detection of ``dets``: 1 true positive, 0 false positive, -1 ignored
+    (difficult / blacklisted), as ``evaluate`` counts them; what a rescoring learns from."""
+    if metric not in METRICS or metric == "coco":
+        raise UserError(f"detection_status needs metric ilsvrc, voc07 or voc, not {metric!r}")
+    keep, image, label = index_detections(dataset, dets)
+    status, _, _ = _match(dataset, metric, image, label, dets.scores[keep], dets.boxes[keep])
+    out = np.full(len(dets), IGNORED, np.int8)
+    out[keep] = status
+    return out
 
 
 def _per_class(dataset, ap, npos):

@@ -4,7 +4,7 @@ import pytest
 
 from core.datasets import Dataset, ImageRecord
 from core.structures import Detections
-from eval import evaluate
+from eval import detection_status, evaluate
 from eval.ap import area_ap, voc07_ap
 
 
@@ -51,6 +51,18 @@ def test_duplicates_area_and_11_point():
     assert ap(ds, d, "voc") == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
     assert ap(ds, d, "voc07") == pytest.approx((6 * 1 + 5 * 2 / 3) / 11)
     assert ap(ds, d, "ilsvrc") == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
+
+
+def test_detection_status_per_detection_in_file_order():
+    # the duplicate case above, in a shuffled file order: status follows each row
+    ds = dataset({"im": [("a", [0, 0, 99, 99]), ("a", [200, 200, 299, 299], 1)]})
+    d = dets(("im", "a", 0.8, [0, 0, 99, 89]),             # IoU 0.9, but ranked below the 0.9 one: duplicate
+             ("im", "a", 0.7, [200, 200, 299, 299]),       # the difficult object: ignored
+             ("im", "a", 0.9, [0, 0, 99, 99]),             # true positive
+             ("im", "b", 0.6, [0, 0, 99, 99]))             # no b object: false positive
+    assert detection_status(ds, d).tolist() == [0, -1, 1, 0]
+    with pytest.raises(Exception, match="coco"):
+        detection_status(ds, d, "coco")
 
 
 def test_difficult_counts_as_neither():
