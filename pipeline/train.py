@@ -232,9 +232,10 @@ class Budget:
     length as in the recipe.
 
     OUT/budget.json keeps the minutes spent and each stage's fitted schedule, so that a
-    ``--resume`` continues the same budget: it has only what is left, and the stages keep
-    the epoch counts they had (a recipe's own count would end a resumed stage too early
-    or too late, and the checkpoint's recipe check would see another schedule)."""
+    ``--resume`` continues the same budget: it has only what is left, and each stage
+    starts from the schedule it had been fitted to (a recipe's own count would end a
+    resumed stage too early or too late, and the checkpoint's recipe check would see
+    another schedule) and keeps the end its first start fixed."""
 
     FILE = "budget.json"
 
@@ -261,11 +262,11 @@ class Budget:
 
     def restore(self, name: str, stage_cfg) -> None:
         """Give a resumed stage the epochs and learning-rate steps it had been fitted to."""
-        if name in self.stages:
+        if "epochs" in self.stages.get(name, {}):
             stage_cfg.epochs, stage_cfg.lr_steps = self.stages[name]["epochs"], list(self.stages[name]["lr_steps"])
 
     def record(self, name: str, epochs: int, lr_steps: list[int]) -> None:
-        self.stages[name] = {"epochs": epochs, "lr_steps": list(lr_steps)}
+        self.stages[name] = {**self.stages.get(name, {}), "epochs": epochs, "lr_steps": list(lr_steps)}
         self.save()
 
     def save(self) -> None:
@@ -276,9 +277,17 @@ class Budget:
                                    "stages": self.stages})
 
     def stage_hook(self, name: str, share: float, stage_cfg) -> "BudgetHook":
+        """The stage's share of what is left; a resumed stage keeps the end its first
+        start fixed (a fresh share would hand it time on top of what it already spent)."""
         self.restore(name, stage_cfg)
-        seconds = max(0.0, self.left() * share)
-        log.info("budget: %s gets %.1f of the %.1f minutes left", name, seconds / 60, self.left() / 60)
+        ends_at = self.stages.get(name, {}).get("ends_at")
+        if ends_at is None:
+            seconds = max(0.0, self.left() * share)
+            self.stages.setdefault(name, {})["ends_at"] = round(self.spent() + seconds, 1)
+            log.info("budget: %s gets %.1f of the %.1f minutes left", name, seconds / 60, self.left() / 60)
+        else:
+            seconds = max(0.0, ends_at - self.spent())
+            log.info("budget: %s resumed with %.1f of its minutes left", name, seconds / 60)
         return BudgetHook(self, name, seconds, stage_cfg)
 
     def report(self) -> None:

@@ -125,14 +125,22 @@ def test_a_resumed_budget_has_only_what_is_left_and_the_fitted_schedules(tmp_pat
     from core.config import TrainConfig
     from pipeline.train import Budget
     first = Budget(10, started=0.0, out_dir=str(tmp_path))
-    first.spent = lambda: 240.0                                      # 4 of the 10 minutes
+    first.spent = lambda: 120.0                                      # the classifier starts at 2 of 10 minutes
+    assert first.stage_hook("classifier", 0.5, TrainConfig()).seconds == 240.0   # half of the 8 left
+    first.spent = lambda: 240.0                                      # killed at 4 minutes
     first.record("classifier", 13, [9, 12])
     import time
     resumed = Budget(10, started=time.time(), out_dir=str(tmp_path), resume=True)
     assert 359 < resumed.left() <= 360                               # 6 minutes left, not 10
     train_cfg = TrainConfig(epochs=8, lr_steps=[6, 7])               # the recipe's own schedule
     hook = resumed.stage_hook("classifier", 0.5, train_cfg)
-    assert (train_cfg.epochs, train_cfg.lr_steps) == (13, [9, 12]) and 179 < hook.seconds <= 180
+    # the fitted schedule, and only what is left of the stage's own 4 minutes (not half of the 6)
+    assert (train_cfg.epochs, train_cfg.lr_steps) == (13, [9, 12]) and 119 < hook.seconds <= 120
+    # a budget.json from before stages kept their end: a share of what is left, as then
+    (tmp_path / "budget.json").write_text('{"minutes": 10, "spent_seconds": 240, '
+                                          '"stages": {"multibox": {"epochs": 5, "lr_steps": [4]}}}')
+    old = Budget(10, started=time.time(), out_dir=str(tmp_path), resume=True)
+    assert 179 < old.stage_hook("multibox", 0.5, TrainConfig()).seconds <= 180
     fresh = Budget(10, started=time.time(), out_dir=str(tmp_path))   # no --resume: a new budget
     assert fresh.left() > 599 and fresh.stages == {}
 
