@@ -284,6 +284,7 @@ class Budget:
         if ends_at is None:
             seconds = max(0.0, self.left() * share)
             self.stages.setdefault(name, {})["ends_at"] = round(self.spent() + seconds, 1)
+            self.save()
             log.info("budget: %s gets %.1f of the %.1f minutes left", name, seconds / 60, self.left() / 60)
         else:
             seconds = max(0.0, ends_at - self.spent())
