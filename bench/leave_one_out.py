@@ -6,8 +6,9 @@ with no --config, scored on the test split beside the tuned recipe and the peer.
     python bench/leave_one_out.py --only raccoon
     python bench/leave_one_out.py --only raccoon --seeds 1     # another seed: runs/leave_one_out/raccoon_s1
 
-Each run trains into runs/leave_one_out/<name> (resumable: rerun after a kill; the wall
-minutes of every invocation are added up in bench/results/leave_one_out/<name>_train.json),
+Each run trains into runs/leave_one_out/<name> (resumable: rerun after a kill; its wall
+minutes are train.py's own count in OUT/budget.json, which survives a kill, and every
+invocation's command is logged in bench/results/leave_one_out/<name>_train.json),
 is scored on both proposal paths, and the table goes to bench/results/leave_one_out.md with,
 when their result files exist, the tuned recipe's bundled model
 (bench/results/<name>_test_voc.json) and the peer (bench/results/peer_<name>_test_voc.json,
@@ -37,8 +38,8 @@ def run_name(name: str, seed: int) -> str:
     return name if seed == 0 else f"{name}_s{seed}"
 
 
-def train(name: str, dataset: str, minutes: float, out: str, results: str, cache_dir: str, seed: int = 0) -> float:
-    """Train (or resume) one run; returns the wall minutes of all its invocations."""
+def train(name: str, dataset: str, minutes: float, out: str, results: str, cache_dir: str, seed: int = 0) -> None:
+    """Train (or resume) one run; the ledger records each invocation's command and minutes."""
     ledger = os.path.join(results, f"{name}_train.json")
     spent = _read_result(ledger) or {"invocations": []}
     # model.pt is written once, when training ends (checkpoint.pt stays beside it); resuming a
@@ -57,7 +58,16 @@ def train(name: str, dataset: str, minutes: float, out: str, results: str, cache
                                          "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset")})
             from core.fileio import write_json
             write_json(ledger, spent)
-    return sum(i["minutes"] for i in spent["invocations"])
+
+
+def wall_minutes(out: str, results: str, name: str) -> float:
+    """The run's minutes as train.py counted them (OUT/budget.json, saved every epoch, so
+    an invocation killed without a word still counts up to its last epoch); the ledger's
+    sum for runs from before budget.json existed."""
+    budget = _read_result(os.path.join(out, "budget.json"))
+    if budget:
+        return budget["spent_seconds"] / 60
+    return sum(i["minutes"] for i in _read_result(os.path.join(results, f"{name}_train.json"))["invocations"])
 
 
 def _read_result(path: str) -> dict | None:
@@ -89,8 +99,10 @@ def write_table(rows: list, path: str) -> None:
         if len(mine) > 1:
             mean = [sum(r[k]["mAP"] for r in mine) / len(mine) for k in (5, 6)]
             lines.append(f"| {name} | mean of {len(mine)} | | | | **{mean[0]:.3f}** | {mean[1]:.3f} | >= {mine[0][3]} | | |")
-    lines += ["", "Wall minutes: every train.py invocation of the run, added up (MultiBox, proposals, "
-              "classifier, heads). Per-class AP: bench/results/leave_one_out/<name>[_s<seed>]_paper.json."]
+    lines += ["", "Wall minutes: train.py's own count across every invocation of the run, kills and "
+              "--resume included (OUT/budget.json: MultiBox, proposals, classifier, heads); the commands are in "
+              "bench/results/leave_one_out/<name>[_s<seed>]_train.json. Per-class AP: "
+              "bench/results/leave_one_out/<name>[_s<seed>]_paper.json."]
     write_markdown(path, lines)
 
 
@@ -112,9 +124,8 @@ def main():
             run = run_name(name, seed)
             out = os.path.join("runs", "leave_one_out", run)
             if args.only in (None, name) and seed in args.seeds:
-                wall = train(run, dataset, minutes, out, results, args.cache_dir, seed)
-            else:
-                wall = sum(i["minutes"] for i in _read_result(os.path.join(results, f"{run}_train.json"))["invocations"])
+                train(run, dataset, minutes, out, results, args.cache_dir, seed)
+            wall = wall_minutes(out, results, run)
             paper, fast = (score_model(dataset, "test", out, path, os.path.join(results, f"{run}_{path}.json"),
                                        args.cache_dir, os.path.join(results, f"{run}_eval.log"))
                            for path in ("paper", "fast"))
