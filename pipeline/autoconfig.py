@@ -25,11 +25,6 @@
   ``SPARSE_OBJECTS``): it pulls a kept box towards the boxes around it, and where objects
   are crowded those boxes are the neighbours'. Raccoon (1 per image): +0.075 mean over
   four seeds; BCCD (~13 per image): -0.002 paper, -0.019 fast path (README, ablation);
-* capacity (``model.width``): a quarter-width GoogLeNet when the training split holds
-  fewer than ``FEW_OBJECTS`` objects: it trains about twice the epochs in the same
-  minutes, and few examples need fewer weights. Raccoon (173 objects), leave-one-out in
-  45 minutes: width 0.25 scored 0.710 / 0.713 (seeds 0, 1) against 0.615 at width 0.5
-  (README, *Train on your own data*); BCCD (2,804 objects) is measured at 0.5;
 * augmentation (``train.color_jitter`` 0.3, ``train.random_crop`` 0.6, scales 352-480) for
   the same sparse images: raccoon photos at 14 epochs, 0.682 mean over three seeds against 0.624 for the
   6-epoch recipe without it; BCCD at 8 epochs lost with it (0.783 against 0.817), where a
@@ -50,8 +45,6 @@ SPARSE_AUGMENT = {"color_jitter": 0.3, "random_crop": 0.6}   # configs/raccoon.y
 SPARSE_SCALE_JITTER = (0.85, 0.92, 1.0, 1.08, 1.15)           # raccoon.yaml's 352-480 around 416
 MAX_SCALE = 600                # image_scale: the median shorter side within the default's and this
 MAX_UPSAMPLE = 1.5             # and never enlarging the median image more than this
-FEW_OBJECTS = 1000             # training objects under which the network is quarter width
-FEW_OBJECTS_WIDTH = 0.25
 NMS_CHOICES = (0.3, 0.4, 0.5)
 NMS_MAX_SUPPRESSED = 0.02      # share of training objects NMS may cost at best
 
@@ -131,10 +124,8 @@ def derive_config(cfg, dataset) -> list[str]:
         raise UserError(f"{dataset.root}: class(es) {', '.join(missing)} have no object in split "
                         f"{dataset.split!r}: nothing to learn them from")
     cfg.train.class_balanced = bool(counts.max() > 3 * counts.min())
-    if counts.sum() < FEW_OBJECTS:
-        cfg.model.width = FEW_OBJECTS_WIDTH
     notes.append(f"objects per class {dict(zip(dataset.classes, counts.tolist()))} -> class_balanced "
-                 f"{cfg.train.class_balanced}, width {cfg.model.width:g}")
+                 f"{cfg.train.class_balanced}")
     overlap = same_class_overlap(dataset)
     cfg.test.nms_iou = nms_threshold(overlap)
     notes.append("objects overlapping one of their class by more than 0.3 / 0.4 / 0.5: "

@@ -204,11 +204,6 @@ def test_sparse_images_get_box_voting_and_augmentation_crowds_neither():
     # 640 x 480 images train at their own 480 (above the default's 416), the aspect ratio kept
     assert sparse.model.image_scale == crowded.model.image_scale == 480 and crowded.model.max_image_side == 640
     assert sparse.train.scale_jitter == [416, 448, 480, 512, 544] and crowded.train.scale_jitter == [448, 480, 512]
-    # 5 or 60 objects: a quarter-width network; 1,000 or more keep the default's half width
-    assert sparse.model.width == crowded.model.width == 0.25
-    many = load_config(os.path.join(ROOT, DEFAULT_RECIPE))
-    derive_config(many, Dataset("root", "train", "voc", ["cell"], dataset(10).images * 100))
-    assert many.model.width == 0.5
 
 
 def test_image_scale_is_the_median_side_within_the_default_and_600_never_upsampling_much():
