@@ -23,8 +23,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from core.errors import run_cli  # noqa: E402
-
-BORDER_PIXELS = 2.0
+from eval.analysis import BORDER_PIXELS  # noqa: E402  (the report's border rule)
 
 
 def geometry_features(dataset, dets, label: np.ndarray, variant: str) -> np.ndarray:
