@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from core.errors import run_cli  # noqa: E402
-from eval.analysis import BORDER_PIXELS  # noqa: E402  (the report's border rule)
+from eval.analysis import touches_border  # noqa: E402  (the report's border rule)
 
 
 def geometry_features(dataset, dets, label: np.ndarray, variant: str) -> np.ndarray:
@@ -32,8 +32,7 @@ def geometry_features(dataset, dets, label: np.ndarray, variant: str) -> np.ndar
     wh_img = np.array([size[str(i)] for i in dets.image_ids], float)
     b = dets.boxes
     w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
-    border = ((b[:, 0] <= BORDER_PIXELS) | (b[:, 1] <= BORDER_PIXELS) | (b[:, 2] >= wh_img[:, 0] - BORDER_PIXELS)
-              | (b[:, 3] >= wh_img[:, 1] - BORDER_PIXELS)).astype(float)
+    border = touches_border(b, wh_img[:, 0], wh_img[:, 1]).astype(float)
     p = np.clip(dets.scores, 1e-6, 1 - 1e-6)
     logit = np.log(p / (1 - p))
     if variant == "border":
@@ -52,10 +51,10 @@ def cross_rescore(dataset, dets, variant: str, seed: int = 0) -> np.ndarray:
     from sklearn.linear_model import LogisticRegression
 
     from eval import detection_status
+    y = detection_status(dataset, dets, "voc") == 1      # first: names unknown images or classes as an error
     classes = {c: k for k, c in enumerate(dataset.classes)}
     label = np.array([classes[str(c)] for c in dets.labels])
     x = geometry_features(dataset, dets, label, variant)
-    y = detection_status(dataset, dets, "voc") == 1
     ids = np.array(sorted({r.image_id for r in dataset.images}))
     np.random.default_rng(seed).shuffle(ids)
     half = np.isin(dets.image_ids.astype(str), ids[: len(ids) // 2])

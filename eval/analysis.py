@@ -27,6 +27,13 @@ FP_KINDS = ("duplicate", "mislocalized", "other class", "background")
 BORDER_PIXELS = 2.0
 
 
+def touches_border(boxes: np.ndarray, width, height) -> np.ndarray:
+    """(N,) bool: boxes (N, 4) x1 y1 x2 y2 within BORDER_PIXELS of their image's edge;
+    ``width`` / ``height`` scalars or (N,) per box."""
+    return ((boxes[:, 0] <= BORDER_PIXELS) | (boxes[:, 1] <= BORDER_PIXELS)
+            | (boxes[:, 2] >= np.asarray(width) - BORDER_PIXELS) | (boxes[:, 3] >= np.asarray(height) - BORDER_PIXELS))
+
+
 def analyze(dataset, dets, score_threshold: float = 0.3, iou: float = 0.5) -> dict:
     """{"confusion": {"classes": [...,"background"], "matrix": rows x cols counts, ...},
     "false_positives": {class: {kind: count, ..., "true_positives": n, "background_at_border": share}},
@@ -82,9 +89,7 @@ def analyze(dataset, dets, score_threshold: float = 0.3, iou: float = 0.5) -> di
                 kind = "other class"
             else:
                 kind = "background"
-                b = boxes[d]
-                if b[0] <= BORDER_PIXELS or b[1] <= BORDER_PIXELS or b[2] >= rec.width - BORDER_PIXELS \
-                        or b[3] >= rec.height - BORDER_PIXELS:
+                if touches_border(boxes[d:d + 1], rec.width, rec.height)[0]:
                     fp[classes[c]]["background_at_border"] += 1
             fp[classes[c]][kind] += 1
         for g in np.flatnonzero(~taken_any):
