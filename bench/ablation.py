@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -117,7 +118,11 @@ def write_markdown(path: str, lines: list[str]) -> None:
 
 
 def training_minutes(model: str) -> float | None:
+    """Classifier minutes from the manifests of ``model``'s members; None when a manifest
+    (or the run directory itself, on a fresh clone) is not there."""
     from core.modeldir import classifier_seconds, member_dirs
+    if not os.path.isdir(os.path.join(ROOT, model)):
+        return None
     total = 0.0
     for d in member_dirs(model):
         path = os.path.join(d, "manifest.json")
@@ -126,6 +131,19 @@ def training_minutes(model: str) -> float | None:
         with open(path) as f:
             total += classifier_seconds(json.load(f))
     return total / 60
+
+
+def tabled_minutes(path: str) -> dict[str, float]:
+    """Each row's classifier minutes as the table at ``path`` has them: a row scored on
+    another machine keeps its minutes when its run directory is not here."""
+    minutes = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                cells = [c.strip() for c in line.strip().strip("|").split("|")]
+                if len(cells) >= 8 and re.fullmatch(r"\d+(\.\d+)?", cells[-3]):
+                    minutes[cells[0]] = float(cells[-3])
+    return minutes
 
 
 def write_table(plan: dict, rows: list, path: str) -> None:
@@ -161,6 +179,8 @@ def main():
     args.results = os.path.join(ROOT, "bench", "results", "ablation", plan["name"])
     os.makedirs(args.results, exist_ok=True)
     wanted = set(args.rows.split(",")) if args.rows else None
+    table = os.path.join(ROOT, "bench", "results", "ablation", f"{plan['name']}.md")
+    tabled = tabled_minutes(table)
     done = []
     for row in plan["rows"]:
         run_dir = os.path.join("runs", "ablation", plan["name"], row["name"])
@@ -178,10 +198,10 @@ def main():
             if not all(os.path.exists(f) for f in files):
                 continue
             paper, fast = (json.load(open(f)) for f in files)
-        done.append((row, training_minutes(model) if "model" not in row or os.path.isdir(model) else None,
-                     paper, fast))
+        minutes = training_minutes(model)
+        done.append((row, minutes if minutes is not None else tabled.get(row["name"]), paper, fast))
     if done:
-        write_table(plan, done, os.path.join(ROOT, "bench", "results", "ablation", f"{plan['name']}.md"))
+        write_table(plan, done, table)
 
 
 if __name__ == "__main__":
