@@ -41,3 +41,40 @@ def test_dataset_recipes_are_the_default_plus_overrides(tmp_path):
     from core.errors import UserError
     with pytest.raises(UserError, match="refer to each other in a circle"):
         load_config(str(tmp_path / "loop.yaml"))
+
+
+def _bench_module(name):
+    import importlib.util
+    import sys
+    sys.path.insert(0, str(ROOT / "bench"))          # bench scripts import each other by name
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "bench" / "ablation").glob("*.yaml")), ids=lambda p: p.name)
+def test_ablation_plans_parse_and_their_overrides_are_config_keys(path):
+    from functools import reduce
+
+    from core.config import parse_overrides
+    ablation = _bench_module("ablation")
+    plan = ablation.load_plan(str(path))
+    for row in plan["rows"]:
+        overrides = parse_overrides((row.get("train") or []) + (row.get("test") or []))
+        if overrides:                                # an unknown key or a bad value is a UserError
+            cfg = load_config(str(ROOT / plan["recipe"]), overrides)
+            for key, value in overrides.items():
+                assert reduce(getattr, key.split("."), cfg) == value, (row["name"], key)
+
+
+def test_ablation_table_keeps_the_minutes_of_rows_trained_elsewhere(tmp_path):
+    """On a fresh clone a scored row's run directory is absent: its minutes come from the table."""
+    ablation = _bench_module("ablation")
+    per_class = {"per_class": {"a": 0.5, "b": 0.25}, "mAP": 0.375, "seconds_per_image": {"network": 0.1}}
+    rows = [({"name": "x", "train": ["train.epochs=3"]}, 12.5, per_class, per_class),
+            ({"name": "y", "test": ["test.nms_iou=0.4"]}, None, per_class, per_class)]
+    table = tmp_path / "plan.md"
+    ablation.write_table({"name": "plan", "recipe": "r.yaml", "dataset": "d"}, rows, str(table))
+    assert ablation.tabled_minutes(str(table)) == {"x": 12.5}
+    assert ablation.training_minutes(str(tmp_path / "gone")) is None
