@@ -10,16 +10,15 @@
 #   runs/bccd_warp  BCCD in R-CNN's warp mode (bench/recipes/bccd_warp.yaml), for the
 #                   README's warp-vs-shared rows; it reuses runs/bccd's MultiBox
 # then models/ is made from them by bench/bundle_models.py. Logs: runs/*.log
-#   python bench/bundle_models.py runs/bccd/member-0 models/bccd --dataset ../shared/datasets/bccd --recipe configs/bccd.yaml
-#   python bench/bundle_models.py runs/bccd models/bccd_ensemble --dataset ../shared/datasets/bccd --recipe configs/bccd.yaml
+#   python bench/bundle_models.py runs/bccd models/bccd --dataset ../shared/datasets/bccd --recipe configs/bccd.yaml
 #   python bench/bundle_models.py runs/raccoon models/raccoon --dataset ../shared/datasets/raccoon --recipe configs/raccoon.yaml
-# (the models bundled on 2026-11-26 were trained before the recipes kept scores down to
-# 0.001: they were re-bundled with --set test.score_threshold=0.001; retrained, the recipes
-# carry it. models/raccoon: --set test.score_threshold=0.001 test.flip_vote=true test.box_vote=0.5,
-# as its members were trained before configs/raccoon.yaml had those.)
-# (models/bccd is member 0 alone: the 2-member ensemble misses the speed goals, README
-# *Bundled models*.) models/bccd_warp was trained at commit fe8948e, on that day's 416-px
-# MultiBox (bench/recipes/bccd_screening.yaml's); retrained here it gets the 608-px one.
+# (models/raccoon's members were trained before the recipes kept scores down to 0.001:
+# it was bundled with --set test.score_threshold=0.001 test.flip_vote=true test.box_vote=0.5;
+# retrained, configs/raccoon.yaml carries them.)
+# (models/bccd's members were trained as the ablation rows combined_w025_s0 / _s1, on the
+# previous models/bccd's MultiBox: the same recipe, the resolved configs identical.)
+# models/bccd_warp was trained at commit fe8948e, on that day's 416-px MultiBox
+# (bench/recipes/bccd_screening.yaml's); retrained here it gets the 608-px one.
 set -e
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}

@@ -30,9 +30,11 @@ def test_dataset_recipes_are_the_default_plus_overrides(tmp_path):
     bccd, default = load_config(str(ROOT / "configs" / "bccd.yaml")), load_config(str(ROOT / "configs" / "default.yaml"))
     assert bccd.proposals.selective_search.max_side == 400 and default.proposals.selective_search.max_side == 500
     assert bccd.proposals.selective_search.k_scale == default.proposals.selective_search.k_scale == 2.0
-    # the model is the default's but for the width its bundled model was trained at
-    assert dataclasses.asdict(bccd.model) == dataclasses.asdict(default.model) | {"width": 0.5}
-    assert default.model.width == 0.25
+    # the model is the default's (width 0.25); the width-0.5 recipe of the previous models/bccd is kept
+    assert dataclasses.asdict(bccd.model) == dataclasses.asdict(default.model) and default.model.width == 0.25
+    w05 = load_config(str(ROOT / "bench" / "recipes" / "bccd_w05.yaml"))
+    assert dataclasses.asdict(w05.model) == dataclasses.asdict(default.model) | {"width": 0.5}
+    assert (w05.train.epochs, bccd.train.epochs) == (24, 36) and w05.test == bccd.test
     # a recipe of one's own: base + one key; the base's other keys stay
     (tmp_path / "mine.yaml").write_text(f"base: {ROOT / 'configs' / 'default.yaml'}\ntrain: {{epochs: 3}}\n")
     mine = load_config(str(tmp_path / "mine.yaml"))
