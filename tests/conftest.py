@@ -17,6 +17,17 @@ RACCOON = SHARED / "raccoon"
 needs_bccd = pytest.mark.skipif(not BCCD.is_dir(), reason="../shared/datasets/bccd not present")
 
 
+def bench_script(name: str):
+    """bench/<name>.py as a module (the bench scripts are not a package and import each other by name)."""
+    import importlib.util
+    if str(ROOT / "bench") not in sys.path:
+        sys.path.insert(0, str(ROOT / "bench"))
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def voc_xml(filename, width, height, objects) -> str:
     """objects: (name, [xmin, ymin, xmax, ymax]) or (name, box, difficult)."""
     parts = [f"<annotation><filename>{filename}</filename>"

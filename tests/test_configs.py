@@ -1,7 +1,7 @@
 """Every shipped recipe parses into the config dataclasses."""
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, bench_script
 from core.config import Config, config_from_dict, load_config
 
 
@@ -45,22 +45,12 @@ def test_dataset_recipes_are_the_default_plus_overrides(tmp_path):
         load_config(str(tmp_path / "loop.yaml"))
 
 
-def _bench_module(name):
-    import importlib.util
-    import sys
-    sys.path.insert(0, str(ROOT / "bench"))          # bench scripts import each other by name
-    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("path", sorted((ROOT / "bench" / "ablation").glob("*.yaml")), ids=lambda p: p.name)
 def test_ablation_plans_parse_and_their_overrides_are_config_keys(path):
     from functools import reduce
 
     from core.config import parse_overrides
-    ablation = _bench_module("ablation")
+    ablation = bench_script("ablation")
     plan = ablation.load_plan(str(path))
     for row in plan["rows"]:
         overrides = parse_overrides((row.get("train") or []) + (row.get("test") or []))
@@ -72,7 +62,7 @@ def test_ablation_plans_parse_and_their_overrides_are_config_keys(path):
 
 def test_ablation_table_keeps_the_minutes_of_rows_trained_elsewhere(tmp_path):
     """On a fresh clone a scored row's run directory is absent: its minutes come from the table."""
-    ablation = _bench_module("ablation")
+    ablation = bench_script("ablation")
     per_class = {"per_class": {"a": 0.5, "b": 0.25}, "mAP": 0.375, "seconds_per_image": {"network": 0.1}}
     rows = [({"name": "x", "train": ["train.epochs=3"]}, 12.5, per_class, per_class),
             ({"name": "y", "test": ["test.nms_iou=0.4"]}, None, per_class, per_class)]

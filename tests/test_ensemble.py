@@ -152,14 +152,11 @@ def test_members_with_other_proposal_settings_are_refused_naming_values_and_fix(
 def test_bundling_an_ensemble_copies_members_from_anywhere_into_the_bundle(tmp_path):
     """A plan's ensemble lists its members beside it (``../row``): the bundle holds them as
     member-K with one shared MultiBox, and writes nothing outside itself."""
-    import importlib.util
     import json
     import os
 
-    from conftest import ROOT
-    spec = importlib.util.spec_from_file_location("bundle_models", ROOT / "bench" / "bundle_models.py")
-    bundle = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bundle)
+    from conftest import bench_script
+    bundle = bench_script("bundle_models")
     (tmp_path / "mb").mkdir()
     for name in bundle.MULTIBOX_FILES:
         (tmp_path / "mb" / name).write_text(name)
