@@ -145,6 +145,20 @@ def test_a_resumed_budget_has_only_what_is_left_and_the_fitted_schedules(tmp_pat
     assert fresh.left() > 599 and fresh.stages == {}
 
 
+def test_ensemble_members_get_equal_minutes_of_a_budget(tmp_path):
+    """Two members: each CLASSIFIER_SHARE / 2 of what the first found left (the second used
+    to get a share of what the first left over: 8 of 17 minutes on raccoon)."""
+    from core.config import TrainConfig
+    from pipeline.train import CLASSIFIER_SHARE, Budget, member_share
+    budget = Budget(100, started=0.0, out_dir=str(tmp_path))
+    budget.spent = lambda: 30 * 60.0                                  # MultiBox and proposals took 30 minutes
+    first = budget.stage_hook("member-0", member_share(0, 2), TrainConfig()).seconds
+    budget.spent = lambda: 30 * 60.0 + first                          # the first used all of its minutes
+    second = budget.stage_hook("member-1", member_share(1, 2), TrainConfig()).seconds
+    assert abs(first - second) < 1e-6 and abs(first - 70 * 60 * CLASSIFIER_SHARE / 2) < 1e-6
+    assert member_share(0, 1) == CLASSIFIER_SHARE                     # one model: the classifier's share
+
+
 def test_a_class_without_objects_is_named(tmp_path):
     from synthetic import make_shapes
     data = make_shapes(tmp_path / "data", 4)
