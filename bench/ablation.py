@@ -121,7 +121,8 @@ def training_minutes(model: str) -> float | None:
     """Classifier minutes from the manifests of ``model``'s members; None when a manifest
     (or the run directory itself, on a fresh clone) is not there."""
     from core.modeldir import classifier_seconds, member_dirs
-    if not os.path.isdir(os.path.join(ROOT, model)):
+    model = os.path.join(ROOT, model)
+    if not os.path.isdir(model):
         return None
     total = 0.0
     for d in member_dirs(model):

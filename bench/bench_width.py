@@ -9,7 +9,9 @@ classifier at widths 0.25, 0.5 and 1.0 with random weights (the cost does not de
 them): one training step on one 640x480 image (forward with the auxiliary heads, the
 softmax losses, backward, SGD) with ``train.rois_per_image`` regions, and the inference
 network on the same image with 200 regions (channels-last, as detect.py runs it).
-Medians of --repeats after one warm-up. Training-epoch times from different days or
+Medians of --repeats after one warm-up. Run it alone or beside at most one other
+one-thread job: with a third job on 2 cores the widths timed first and last get
+different shares of the CPU and the ratios are wrong (seen: 0.25 -> 1.0 x2.3 instead of x5.4). Training-epoch times from different days or
 machines do not compare (README, *Performance*: this machine's speed changed from day
 to day); this does.
 """
@@ -52,25 +54,23 @@ def time_width(cfg, width: float, repeats: int) -> tuple[float, float, int]:
     """(training step s, inference network s, parameters) for ``cfg``'s model at ``width``."""
     import torch
 
+    from detector.fine_tune import region_loss
     from detector.region_classifier import RegionClassifier
-    from networks.transforms import for_inference, resize_tensor, shared_scale
+    from networks.transforms import for_inference
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     model_cfg = dataclasses.replace(cfg.model, region_mode="shared", width=width, init="random")
+    width_cfg = dataclasses.replace(cfg, model=model_cfg)
     num_classes = len(cfg.data.classes or [1, 2, 3])
     image = torch.randn(3, 480, 640, generator=g)
-    scale = shared_scale(480, 640, model_cfg.image_scale, model_cfg.max_image_side)
-    scaled = resize_tensor(image, scale)
-    train_boxes = random_boxes(cfg.train.rois_per_image, g) * scale
+    train_boxes = random_boxes(cfg.train.rois_per_image, g)
     labels = torch.randint(0, num_classes + 1, (cfg.train.rois_per_image,), generator=g)
 
     net = RegionClassifier(model_cfg, num_classes).train()
     opt = torch.optim.SGD(net.parameters(), lr=1e-4, momentum=0.9)
 
-    def step():
-        _, logits, _, aux = net(scaled, train_boxes)
-        loss = torch.nn.functional.cross_entropy(logits, labels) + sum(
-            cfg.train.aux_weight * torch.nn.functional.cross_entropy(a, labels) for a in aux)
+    def step():                       # training's own loss (resize, regions, auxiliary heads)
+        loss, _ = region_loss(net, image, train_boxes, labels, width_cfg, None)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -100,7 +100,7 @@ def main() -> int:
              f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)",
              f"written by `python bench/bench_width.py --config {args.config}`: {args.config}'s shared-mode "
              f"classifier (image_scale {cfg.model.image_scale}, roi_size {cfg.model.roi_size}) on a 640x480 "
-             f"image; training step with {cfg.train.rois_per_image} regions, inference with "
+             f"image; training step (detector.fine_tune.region_loss, backward, SGD) with {cfg.train.rois_per_image} regions, inference with "
              f"{INFERENCE_REGIONS}; medians of {args.repeats}", "",
              "| width | parameters | training step s | x width 0.25 | inference network s | x width 0.25 |",
              "|---|---|---|---|---|---|"]
