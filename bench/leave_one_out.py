@@ -50,13 +50,18 @@ def train(name: str, dataset: str, minutes: float, out: str, results: str, cache
                "--cache-dir", cache_dir, "--no-progress"] + (["--resume"] if os.path.isdir(out) else [])
         if seed:
             cmd += ["--set", f"train.seed={seed}"]
+        from core.fileio import write_json
         t = time.time()
+        # recorded before it runs, so that an invocation killed without a word (the end of a
+        # session) stays in the ledger, with minutes null; OUT/budget.json has its minutes
+        entry = {"command": " ".join(cmd[1:]), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "minutes": None,
+                 "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset")}
+        spent["invocations"].append(entry)
+        write_json(ledger, spent)
         try:
             run_logged(cmd, os.path.join(results, f"{name}_train.log"))
         finally:
-            spent["invocations"].append({"command": " ".join(cmd[1:]), "minutes": round((time.time() - t) / 60, 2),
-                                         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset")})
-            from core.fileio import write_json
+            entry["minutes"] = round((time.time() - t) / 60, 2)
             write_json(ledger, spent)
 
 
@@ -67,7 +72,7 @@ def wall_minutes(out: str, results: str, name: str) -> float:
     budget = _read_result(os.path.join(out, "budget.json"))
     if budget:
         return budget["spent_seconds"] / 60
-    return sum(i["minutes"] for i in _read_result(os.path.join(results, f"{name}_train.json"))["invocations"])
+    return sum(i["minutes"] or 0 for i in _read_result(os.path.join(results, f"{name}_train.json"))["invocations"])
 
 
 def _read_result(path: str) -> dict | None:
