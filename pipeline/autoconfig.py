@@ -11,6 +11,14 @@
   BCCD (median 480) at 480 px 0.844 / 0.839 (17 classifier epochs, NMS 0.3), at 416
   0.840 / 0.831 (20 epochs, NMS 0.4, which alone gave +0.01 on the tuned weights). Larger
   images beat more epochs both times;
+* small objects: ``image_scale`` grows (within the same limits) until the smallest
+  class's median object spans ``SMALL_OBJECT_PX`` pixels, and regions are cut from the
+  stride-8 map (``model.fine_features``) while it spans fewer than ``FINE_FEATURES_PX``
+  (four cells of the stride-16 map; at 38 px an 8 x 8 region samples 2.4 x 2.4 cells).
+  BCCD's platelets (0.060 of the longer side, 38 px at 480): 600 px with stride-8
+  regions, training scales 560-640. On the tuned recipe that gave +0.009 / +0.013 and
+  +0.006 / +0.010 for two seeds (configs/bccd_600.yaml); leave-one-out, seed 0, 0.883 /
+  0.888 against 0.874 / 0.879 at 480 px (README, Train on your own data);
 * object sizes: the MultiBox input is made large enough that the smallest class's median
   object spans at least 36 input pixels, within 320-640, with 3 k-means prior shapes per
   stride-16 cell. Measured on BCCD's platelets: spanning 25 px (416 input) they had
@@ -44,6 +52,9 @@ BOX_VOTE_IOU = 0.5             # Gidaris & Komodakis' threshold
 SPARSE_AUGMENT = {"color_jitter": 0.3, "random_crop": 0.6}   # configs/raccoon.yaml's
 SPARSE_SCALE_JITTER = (0.85, 0.92, 1.0, 1.08, 1.15)           # raccoon.yaml's 352-480 around 416
 MAX_SCALE = 600                # image_scale: the median shorter side within the default's and this
+SMALL_OBJECT_PX = 48           # or larger, until the smallest class's median object spans this many pixels
+FINE_FEATURES_PX = 64          # regions from the stride-8 map below this span (4 stride-16 cells)
+SCALE_JITTER = (14 / 15, 1.0, 16 / 15)   # training scales around image_scale: 560-640 around 600
 MAX_UPSAMPLE = 1.5             # and never enlarging the median image more than this
 NMS_CHOICES = (0.3, 0.4, 0.5)
 NMS_MAX_SUPPRESSED = 0.02      # share of training objects NMS may cost at best
@@ -98,25 +109,29 @@ def derive_config(cfg, dataset) -> list[str]:
     notes.append(f"classes {cfg.data.classes} (from the data)")
     sizes = np.array([(r.width, r.height) for r in dataset.images], float)
     short, long = np.median(sizes.min(1)), np.median(sizes.max(1))
-    s = int(np.clip(_round32(short), cfg.model.image_scale, MAX_SCALE))
-    s = cfg.model.image_scale = max(128, min(s, _round32(MAX_UPSAMPLE * short)))
-    cfg.model.max_image_side = int(np.clip(np.ceil(long * s / short / 32) * 32, s, 1000))   # the median image fits
-    cfg.train.scale_jitter = [_round32(s * 0.92), s, _round32(s * 1.08)]
-    cfg.proposals.selective_search.max_side = int(min(500, _round32(long)))
-    notes.append(f"images: median {short:.0f} x {long:.0f} px -> image_scale {s}, max_image_side "
-                 f"{cfg.model.max_image_side}, selective search on "
-                 f"{cfg.proposals.selective_search.max_side} px")
     with_boxes = [r for r in dataset.images if len(r.boxes)]
     rel = np.concatenate([np.sqrt(np.prod(r.boxes[:, 2:] - r.boxes[:, :2], axis=1)) / max(r.width, r.height)
                           for r in with_boxes] or [np.zeros(0)])
     labels = np.concatenate([r.labels for r in with_boxes] or [np.zeros(0, int)])
     small = smallest_class_side(rel, labels, len(dataset.classes))
+    # the median image's shorter side, or more for small objects (SMALL_OBJECT_PX along the longer side)
+    wanted = max(short, SMALL_OBJECT_PX / max(small, 1e-3) * short / long)
+    s = int(np.clip(_round32(wanted), cfg.model.image_scale, MAX_SCALE))
+    s = cfg.model.image_scale = max(128, min(s, _round32(MAX_UPSAMPLE * short)))
+    cfg.model.max_image_side = int(np.clip(np.ceil(long * s / short / 32) * 32, s, 1000))   # the median image fits
+    cfg.train.scale_jitter = sorted({int(round(s * f / 8)) * 8 for f in SCALE_JITTER})   # 600: 560, 600, 640
+    cfg.proposals.selective_search.max_side = int(min(500, _round32(long)))
+    span = small * long * s / short                      # the smallest class's median object, in pixels
+    cfg.model.fine_features = bool(span < FINE_FEATURES_PX)
+    notes.append(f"images: median {short:.0f} x {long:.0f} px -> image_scale {s}, max_image_side "
+                 f"{cfg.model.max_image_side}, selective search on "
+                 f"{cfg.proposals.selective_search.max_side} px")
     size = multibox_input_size(small)
     mb = cfg.proposals.multibox
     mb.input_size, mb.stride = size, 16
     mb.num_boxes = (size // 16) ** 2 * 3
-    notes.append(f"objects: smallest class median side {small:.3f} of the image -> MultiBox input {size} px, "
-                 f"{mb.num_boxes} priors")
+    notes.append(f"objects: smallest class median side {small:.3f} of the image ({span:.0f} px at image_scale) "
+                 f"-> fine_features {cfg.model.fine_features}, MultiBox input {size} px, {mb.num_boxes} priors")
     counts = np.bincount(labels, minlength=len(dataset.classes))
     missing = [c for c, n in zip(dataset.classes, counts) if n == 0]
     if missing:

@@ -203,7 +203,8 @@ def test_sparse_images_get_box_voting_and_augmentation_crowds_neither():
     from pipeline.autoconfig import DEFAULT_RECIPE, derive_config
 
     def dataset(objects_per_image):
-        boxes = np.array([[10 + 30 * k, 10, 35 + 30 * k, 40] for k in range(objects_per_image)], float)
+        boxes = np.array([[10 + 100 * (k % 6), 10 + 200 * (k // 6), 90 + 100 * (k % 6), 90 + 200 * (k // 6)]
+                          for k in range(objects_per_image)], float)        # 80 x 80: not small
         records = [ImageRecord(f"im{i}", f"im{i}.jpg", 640, 480, boxes, np.zeros(len(boxes), np.int64),
                                np.zeros(len(boxes), bool), np.zeros(len(boxes), bool)) for i in range(5)]
         return Dataset("root", "train", "voc", ["cell"], records)
@@ -218,6 +219,7 @@ def test_sparse_images_get_box_voting_and_augmentation_crowds_neither():
     # 640 x 480 images train at their own 480 (above the default's 416), the aspect ratio kept
     assert sparse.model.image_scale == crowded.model.image_scale == 480 and crowded.model.max_image_side == 640
     assert sparse.train.scale_jitter == [416, 448, 480, 512, 544] and crowded.train.scale_jitter == [448, 480, 512]
+    assert not sparse.model.fine_features and not crowded.model.fine_features
 
 
 def test_image_scale_is_the_median_side_within_the_default_and_600_never_upsampling_much():
@@ -227,17 +229,24 @@ def test_image_scale_is_the_median_side_within_the_default_and_600_never_upsampl
     from core.datasets import Dataset, ImageRecord
     from pipeline.autoconfig import DEFAULT_RECIPE, derive_config
 
-    def scale(width, height):
-        box = np.array([[10, 10, 40, 40]], float)
-        records = [ImageRecord(f"im{i}", f"im{i}.jpg", width, height, box, np.zeros(1, np.int64),
-                               np.zeros(1, bool), np.zeros(1, bool)) for i in range(3)]
+    def scale(width, height, side=None):
+        side = side or 0.4 * max(width, height)                  # objects large enough not to matter
+        box = np.repeat([[1, 1, 1 + side, 1 + side]], 4, axis=0)   # 4 per image: crowded, scales +-1/15
+        records = [ImageRecord(f"im{i}", f"im{i}.jpg", width, height, box, np.zeros(4, np.int64),
+                               np.zeros(4, bool), np.zeros(4, bool)) for i in range(3)]
         cfg = load_config(os.path.join(ROOT, DEFAULT_RECIPE))
         derive_config(cfg, Dataset("root", "train", "voc", ["x"], records))
-        return cfg.model.image_scale, cfg.model.max_image_side
+        return cfg.model.image_scale, cfg.model.max_image_side, cfg.model.fine_features, cfg.train.scale_jitter
 
-    assert scale(500, 360) == (416, 608)       # raccoon: up to the default's 416
-    assert scale(1600, 1200) == (600, 800)     # large photos: at most 600
-    assert scale(96, 80) == (128, 160)         # tiny images: at most 1.5x, at least 128
+    assert scale(500, 360)[:3] == (416, 608, False)       # raccoon: up to the default's 416
+    assert scale(1600, 1200)[:3] == (600, 800, False)     # large photos: at most 600
+    assert scale(96, 80)[:2] == (128, 160)                # tiny images: at most 1.5x, at least 128
+    # small objects (BCCD's platelets: 38 px on a 640 x 480 image) enlarge the image until they
+    # span 48 px, and are cut from the stride-8 map while under 64: configs/bccd_600.yaml's recipe
+    assert scale(640, 480, side=38.4) == (600, 800, True, [560, 600, 640])
+    assert scale(640, 480, side=60)[:3] == (480, 640, True)       # 60 px: scale kept, stride 8
+    assert scale(640, 480, side=70)[:3] == (480, 640, False)
+    assert scale(500, 360, side=10)[:2] == (544, 768)               # at most 1.5x the median image
 
 
 def test_nms_threshold_follows_how_much_objects_of_a_class_overlap():
