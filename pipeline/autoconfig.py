@@ -121,7 +121,7 @@ def derive_config(cfg, dataset) -> list[str]:
     cfg.model.max_image_side = int(np.clip(np.ceil(long * s / short / 32) * 32, s, 1000))   # the median image fits
     cfg.train.scale_jitter = sorted({int(round(s * f / 8)) * 8 for f in SCALE_JITTER})   # 600: 560, 600, 640
     cfg.proposals.selective_search.max_side = int(min(500, _round32(long)))
-    span = small * long * s / short                      # the smallest class's median object, in pixels
+    span = small * min(long * s / short, cfg.model.max_image_side)   # the smallest class's median object, px
     cfg.model.fine_features = bool(span < FINE_FEATURES_PX)
     notes.append(f"images: median {short:.0f} x {long:.0f} px -> image_scale {s}, max_image_side "
                  f"{cfg.model.max_image_side}, selective search on "
