@@ -52,12 +52,14 @@ def copy_multibox(src: str, dst: str) -> None:
 def copy_ensemble(src: str, dst: str) -> list[str]:
     """An ensemble's members into ``dst/member-K`` wherever they were (a plan's members
     may live beside it, ``../row``), with ``dst/ensemble.json`` naming them; one MultiBox
-    in ``dst/multibox`` when all members use the same one. Returns the member names."""
+    in ``dst/multibox`` when all members use the same one: the ensemble's own (``"multibox"``
+    in its ensemble.json), or the members' when they are one. Returns the member names."""
     from core.modeldir import read_ensemble_spec
     from ensemble import write_ensemble
     spec = read_ensemble_spec(src)
     names = [f"member-{k}" for k in range(len(spec["dirs"]))]
-    boxes = [os.path.join(d, "multibox") for d in spec["dirs"]]
+    boxes = [spec.get("multibox_dir")] if spec.get("multibox_dir") else [
+        os.path.join(d, "multibox") for d in spec["dirs"]]
     # the same MultiBox (linked, or copies of one: byte-identical files) is bundled once
     shared = all(os.path.isdir(b) for b in boxes) and all(
         filecmp.cmp(os.path.join(boxes[0], f), os.path.join(b, f), shallow=False)

@@ -5,7 +5,10 @@ proposals use MultiBox) multibox/. An ensemble directory holds ``ensemble.json``
 
     {"members": ["member-0", "member-1", ...], "weights": [1, 1, ...], "vote": "soft"}
 
-whose members are model directories (relative to it, or absolute).
+whose members are model directories (relative to it, or absolute). An optional
+``"multibox": "member-0/multibox"`` names the MultiBox whose boxes every member scores,
+for members trained independently, each on its own MultiBox (without it the members'
+own MultiBox must be one and the same).
 """
 from __future__ import annotations
 
@@ -36,6 +39,11 @@ def read_ensemble_spec(path: str) -> dict:
         raise UserError(f"{spec_path}: member {os.path.normpath(missing[0])}: no such model directory")
     if spec.get("weights") is not None and len(spec["weights"]) != len(spec["dirs"]):
         raise UserError(f"{spec_path}: {len(spec['weights'])} weights for {len(spec['dirs'])} members")
+    if spec.get("multibox"):
+        mb = spec["multibox"]
+        spec["multibox_dir"] = mb if os.path.isabs(mb) else os.path.join(path, mb)
+        if not os.path.isfile(os.path.join(spec["multibox_dir"], "multibox.pt")):
+            raise UserError(f"{spec_path}: multibox {os.path.normpath(spec['multibox_dir'])}: no multibox.pt there")
     return spec
 
 

@@ -3,7 +3,8 @@
 An ensemble is a directory with ``ensemble.json`` listing model directories (the
 layout: core/modeldir.py). Members
 must share classes and proposal settings, so that proposals are computed once and every
-member scores the same regions. Their class probabilities are then combined — ``soft``:
+member scores the same regions: their MultiBox too, or the ensemble names the one they
+all use (members trained separately, each with its own). Their class probabilities are then combined — ``soft``:
 the (weighted) mean; ``hard``: the (weighted) share of members whose top class it is —
 and their box deltas averaged, before one round of NMS.
 
@@ -25,12 +26,17 @@ VOTES = ("soft", "hard")
 HARD_VOTE_TIE_BREAK = 1e-3   # hard vote: equal shares are ordered by the mean probability
 
 
-def write_ensemble(path: str, members: list[str], weights: list[float] | None = None, vote: str = "soft") -> None:
+def write_ensemble(path: str, members: list[str], weights: list[float] | None = None, vote: str = "soft",
+                   multibox: str | None = None) -> None:
+    """``multibox``: the MultiBox directory (relative to ``path``) every member's proposals
+    come from; None: the members' own, which must then be the same."""
     from core.fileio import write_json
     if vote not in VOTES:
         raise UserError(f"vote must be one of {VOTES}, got {vote!r}")
-    write_json(os.path.join(path, ENSEMBLE_FILE),
-               {"members": members, "weights": weights or [1.0] * len(members), "vote": vote})
+    spec = {"members": members, "weights": weights or [1.0] * len(members), "vote": vote}
+    if multibox:
+        spec["multibox"] = multibox
+    write_json(os.path.join(path, ENSEMBLE_FILE), spec)
 
 
 def _stack_with_weights(arrays: list, weights):
@@ -74,17 +80,19 @@ def _dev(x):
 class Ensemble:
     """Members (DetectorModel) loaded once; ``combine`` merges their RegionScores."""
 
-    def __init__(self, members, names, weights=None, vote="soft", path=""):
+    def __init__(self, members, names, weights=None, vote="soft", path="", multibox_dir=None):
         self.members, self.names, self.path = members, names, path
         self.weights = weights or [1.0] * len(members)
         self.vote = vote
-        check_compatible(members, names)
+        self._multibox_dir = multibox_dir
+        check_compatible(members, names, own_multibox=multibox_dir is None)
         self.cfg = members[0].cfg
         self.classes = members[0].classes
 
     @property
     def multibox_dir(self):
-        return self.members[0].multibox_dir
+        """The MultiBox whose boxes all members score: the ensemble's, else the members' one."""
+        return self._multibox_dir or self.members[0].multibox_dir
 
     def __len__(self):
         return len(self.members)
@@ -97,26 +105,32 @@ class Ensemble:
                             combine_deltas([s.deltas for s in scores], self.weights))
 
 
-def _proposal_signature(model) -> dict:
+def _proposal_signature(model, own_multibox: bool = True) -> dict:
     from proposals.cache import content_digest
     p = dataclasses.asdict(model.cfg.proposals)
     p.pop("multibox", None)          # training settings of MultiBox do not change its boxes
     mb = model.multibox_dir
-    p["multibox_model"] = content_digest(os.path.realpath(os.path.join(mb, "multibox.pt"))) if mb else ""
+    if own_multibox:
+        p["multibox_model"] = content_digest(os.path.realpath(os.path.join(mb, "multibox.pt"))) if mb else ""
+    else:
+        p.pop("multibox_model", None)   # the ensemble's MultiBox replaces each member's
     return p
 
 
-def check_compatible(members, names) -> None:
-    first, first_sig = members[0], _proposal_signature(members[0])
+def check_compatible(members, names, own_multibox: bool = True) -> None:
+    """Members must share classes and proposal settings (and, with ``own_multibox``, the
+    MultiBox file itself)."""
+    first, first_sig = members[0], _proposal_signature(members[0], own_multibox)
     for model, name in zip(members[1:], names[1:]):
         if model.classes != first.classes:
             raise UserError(f"ensemble member {name} has classes {model.classes}, but {names[0]} has "
                             f"{first.classes}: members must share classes")
-        sig = _proposal_signature(model)
+        sig = _proposal_signature(model, own_multibox)
         if sig != first_sig:
             diff = sorted(k for k in sig if sig[k] != first_sig.get(k))
             values = "; ".join(f"{k}: {first_sig.get(k)!r} in {names[0]}, {sig[k]!r} in {name}" for k in diff)
-            fix = ("train the members on one MultiBox (train.py --ensemble N, or copy one multibox/ into each)"
+            fix = ("train the members on one MultiBox (train.py --ensemble N), or name the one they all use "
+                   "(python -m ensemble create ... --multibox DIR)"
                    if diff == ["multibox_model"] else
                    f"set proposals.{diff[0]} alike in the members' config.yaml (a test-time setting: "
                    f"no retraining needed)")
@@ -131,4 +145,5 @@ def load_predictor(path: str, device="cpu", vote: str | None = None) -> Ensemble
     spec = read_ensemble_spec(path) if is_ensemble(path) else {}
     members = [DetectorModel.load(d, device) for d in dirs]
     names = [os.path.basename(os.path.normpath(d)) for d in dirs]
-    return Ensemble(members, names, spec.get("weights"), vote or spec.get("vote", "soft"), path)
+    return Ensemble(members, names, spec.get("weights"), vote or spec.get("vote", "soft"), path,
+                    spec.get("multibox_dir"))

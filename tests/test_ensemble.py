@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 
 import numpy as np
@@ -177,3 +178,59 @@ def test_bundling_an_ensemble_copies_members_from_anywhere_into_the_bundle(tmp_p
     assert (out / "member-1" / "model.pt").read_text() == "row_b model.pt"
     assert os.readlink(out / "member-0" / "multibox") == os.path.join("..", "multibox")
     assert (out / "member-0" / "multibox" / "multibox.pt").read_text() == "multibox.pt"
+
+
+def test_members_with_their_own_multibox_vote_on_the_one_the_ensemble_names(two_members, tmp_path):
+    """Members trained separately, each with its own MultiBox, are refused as they are and
+    accepted when the ensemble names the MultiBox they all score (``--multibox``)."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    ens = two_members / "ens"
+    other = tmp_path / "other"
+    shutil.copytree(ens / "member-1", other, symlinks=False)        # its own copy of the MultiBox...
+    weights = torch.load(other / "multibox" / "multibox.pt", weights_only=True)
+    first = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[first] = weights[first] + 0.01                           # ...trained otherwise
+    torch.save(weights, other / "multibox" / "multibox.pt")
+    create = [sys.executable, "-m", "ensemble", "create", str(tmp_path / "e"), str(ens / "member-0"), str(other)]
+    out = subprocess.run(create, capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2 and "multibox_model" in out.stderr and "--multibox DIR" in out.stderr
+    assert not (tmp_path / "e" / "ensemble.json").exists()
+
+    out = subprocess.run(create + ["--multibox", str(ens / "member-0" / "multibox")],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    spec = json.loads((tmp_path / "e" / "ensemble.json").read_text())
+    assert spec["multibox"] == os.path.relpath(ens / "member-0" / "multibox", tmp_path / "e")
+    predictor = load_predictor(str(tmp_path / "e"))
+    assert os.path.samefile(predictor.multibox_dir, ens / "member-0" / "multibox")
+    assert os.path.samefile(predictor.members[1].multibox_dir, other / "multibox")   # not the one it scores
+
+    (tmp_path / "f").mkdir()
+    write_ensemble(str(tmp_path / "f"), [str(ens / "member-0"), str(other)], multibox=str(tmp_path / "none"))
+    with pytest.raises(UserError, match=r"multibox .*none: no multibox.pt there"):
+        load_predictor(str(tmp_path / "f"))
+
+
+def test_bundling_an_ensemble_that_names_its_multibox_bundles_that_one(tmp_path):
+    """Members with their own MultiBox, voting on the one ensemble.json names: the bundle
+    holds that one, linked from every member, and none of the members' own."""
+    from conftest import bench_script
+    bundle = bench_script("bundle_models")
+    for row in ("row_a", "row_b"):
+        (tmp_path / row / "multibox").mkdir(parents=True)
+        for name in ("config.yaml", "model.pt", "heads.npz", "manifest.json"):
+            (tmp_path / row / name).write_text(f"{row} {name}")
+        for name in bundle.MULTIBOX_FILES:
+            (tmp_path / row / "multibox" / name).write_text(f"{row} {name}")
+    (tmp_path / "ens").mkdir()
+    (tmp_path / "ens" / "ensemble.json").write_text(json.dumps(
+        {"members": ["../row_a", "../row_b"], "vote": "soft", "multibox": "../row_a/multibox"}))
+    names = bundle.copy_ensemble(str(tmp_path / "ens"), str(tmp_path / "out"))
+    out = tmp_path / "out"
+    assert (out / "multibox" / "multibox.pt").read_text() == "row_a multibox.pt"
+    for name in names:
+        assert os.readlink(out / name / "multibox") == os.path.join("..", "multibox")
+    assert "multibox" not in json.loads((out / "ensemble.json").read_text())
