@@ -28,3 +28,20 @@ def test_each_kind_of_false_positive_and_the_confusion_matrix(tmp_path):
                                           [1, 0, 0],      # the dog taken by the 'cat' box on it
                                           [2, 1, 0]]      # duplicate + mislocalized cat boxes, the stray dog box
     assert out["per_image"] == [{"image": "a", "false_positives": 4, "missed": 1}]
+
+
+def test_score_analysis_can_leave_out_images_with_a_class_unannotated(tmp_path):
+    """bench/score_analysis.py --without-unannotated: the image where no cat is labelled
+    (its cat detection a false positive) is left out, and the cat AP it cost comes back."""
+    from conftest import bench_script
+    root = make_voc(tmp_path / "d", {"a": [("cat", [10, 10, 30, 30])], "b": [("dog", [40, 10, 60, 30])]},
+                    size=(64, 48))
+    ds = load_dataset(str(root), "test", classes=["cat", "dog"])
+    script = bench_script("score_analysis")
+    label, kept = script.without_unannotated(ds, "cat")
+    assert [r.image_id for r in kept.images] == ["a"] and label == "without 1 with no cat (b)"
+    from eval import evaluate
+    dets = Detections(np.array(["b", "a"]), np.array(["cat", "cat"]), np.array([0.9, 0.8]),
+                      np.array([[10, 10, 30, 30], [10, 10, 30, 30]], float))
+    assert evaluate(ds, dets, "voc").per_class["cat"] == 0.5
+    assert evaluate(kept, script.detections_on(dets, kept), "voc").per_class["cat"] == 1.0
