@@ -139,6 +139,8 @@ class TestConfig:
     box_vote: float = 0.0              # > 0: each kept box becomes the score-weighted mean of the boxes
                                        # of its class overlapping it by this IoU (0: off)
     soft_nms: float = 0.0              # > 0: Gaussian Soft-NMS with this sigma instead of NMS at nms_iou
+    scales: list[int] = field(default_factory=list)   # shared mode: score at these shorter sides and average
+                                       # (multi-scale testing; network time x len); empty: model.image_scale
 
 
 @dataclass
@@ -233,7 +235,7 @@ RANGES = {
     ("model", "roi_sampling"): (0, None, True), ("model", "input_size"): (16, None, True),
     ("model", "roi_context"): (0, None, True), ("model", "context_pad"): (0, None, True),
     ("test", "score_threshold"): (0, 1, True), ("test", "nms_iou"): (0, 1, True), ("test", "box_vote"): (0, 1, True),
-    ("test", "soft_nms"): (0, None, True),
+    ("test", "soft_nms"): (0, None, True), ("test", "scales"): (16, None, True),
     ("test", "max_per_image"): (1, None, True), ("test", "batch_regions"): (1, None, True),
     ("proposals", "multibox_top_k"): (1, None, True),
     ("selective_search", "max_side"): (0, None, True), ("selective_search", "top_n"): (1, None, True),

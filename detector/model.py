@@ -92,7 +92,8 @@ class DetectorModel:
     def score_regions(self, image: torch.Tensor, boxes: torch.Tensor) -> RegionScores:
         """image: normalized (3, H, W) on self.device; boxes (R, 4) in its pixels.
         With ``test.flip_vote`` the mirrored image scores the mirrored boxes too and the
-        two are averaged, like a second ensemble member that costs no training."""
+        two are averaged, like a second ensemble member that costs no training; with
+        ``test.scales`` (shared mode) each scale scores them and the scales are averaged."""
         scores = self._score_once(image, boxes)
         if not self.cfg.test.flip_vote:
             return scores
@@ -103,7 +104,15 @@ class DetectorModel:
         return RegionScores((scores.probs + mirrored.probs) / 2, (scores.deltas + mirrored.deltas) / 2)
 
     def _score_once(self, image: torch.Tensor, boxes: torch.Tensor) -> RegionScores:
-        feats, logits, joint_deltas, _ = self.net.regions(image, boxes, self.cfg.test.batch_regions)
+        scales = self.cfg.test.scales if self.cfg.model.region_mode == "shared" else []
+        if len(scales) < 2:
+            return self._score_at(image, boxes, scales[0] if scales else None)
+        # deltas are relative to each box's size, so the scales' deltas average like their probabilities
+        each = [self._score_at(image, boxes, s) for s in scales]
+        return RegionScores(sum(e.probs for e in each) / len(each), sum(e.deltas for e in each) / len(each))
+
+    def _score_at(self, image: torch.Tensor, boxes: torch.Tensor, short_side: int | None) -> RegionScores:
+        feats, logits, joint_deltas, _ = self.net.regions(image, boxes, self.cfg.test.batch_regions, short_side)
         probs = torch.softmax(logits, 1)
         if "svm_W" in self.heads:
             # R-CNN scores regions with the SVMs; squash to (0, 1) so members can average.

@@ -97,11 +97,13 @@ class RegionClassifier(nn.Module):
         y, _ = self.net.run(cut(x, stride), start=SHARED_STOP)
         return self._outputs(self.net.pool(y), [self.net.aux[k](cut(tapped[k], STRIDE[k])) for k in tapped])
 
-    def regions(self, image: torch.Tensor, boxes: torch.Tensor, batch: int = 256):
+    def regions(self, image: torch.Tensor, boxes: torch.Tensor, batch: int = 256, short_side: int | None = None):
         """(features, logits, deltas or None, aux logits) for boxes in the *original* image's pixels.
 
         ``image``: normalized (3, H, W) at original size. Warp mode runs regions in
-        chunks of ``batch``; shared mode resizes the image once and runs all regions.
+        chunks of ``batch``; shared mode resizes the image once (its shorter side to
+        ``short_side``, default ``image_scale``; the longer side's cap ``max_image_side``
+        grows with it) and runs all regions.
         """
         if self.cfg.region_mode == "warp":
             outs = [self.forward_warp(warp_regions(image, boxes[i:i + batch], self.cfg.input_size,
@@ -114,5 +116,7 @@ class RegionClassifier(nn.Module):
                     None if outs[0][2] is None else torch.cat([o[2] for o in outs]),
                     [torch.cat([o[3][k] for o in outs]) for k in range(len(outs[0][3]))])
         h, w = image.shape[-2:]
-        scale = shared_scale(h, w, self.cfg.image_scale, self.cfg.max_image_side)
+        short_side = short_side or self.cfg.image_scale
+        max_side = self.cfg.max_image_side * short_side / self.cfg.image_scale
+        scale = shared_scale(h, w, short_side, max_side)
         return self.forward_shared(resize_tensor(image, scale), boxes * scale)

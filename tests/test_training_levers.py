@@ -161,3 +161,39 @@ def test_roi_context_reads_the_dilated_window_and_zeros_beyond_the_border(tmp_pa
     corner = torch.tensor([[0.0, 0.0, 30.0, 30.0]])
     assert torch.allclose(with_context(image, corner)[0], plain(image, torch.tensor([[-5.0, -5.0, 35.0, 35.0]]))[0],
                           atol=1e-5)
+
+
+def test_multi_scale_testing_averages_the_scales_and_one_scale_is_the_default(tmp_path, shapes_data):
+    from core.config import load_config
+    from detector.model import DetectorModel
+    from detector.region_classifier import RegionClassifier
+    from synthetic import tiny_config
+    cfg = load_config(str(tiny_config(tmp_path / "c.yaml", shapes_data, method="ss", epochs=1)))
+    cfg.data.classes = ["box", "disc"]
+    torch.manual_seed(0)
+    net = RegionClassifier(cfg.model, 2).eval()
+    with torch.no_grad():
+        net.net.classifier.weight.mul_(1e-3)        # an untrained net's softmax saturates: keep it in range
+    model = DetectorModel(cfg, net, {}, str(tmp_path), "cpu")
+    image, boxes = torch.randn(3, 60, 80), torch.tensor([[5.0, 6.0, 40.0, 30.0], [30.0, 20.0, 70.0, 55.0]])
+    base = model.score_regions(image, boxes)
+    small, large = cfg.model.image_scale, cfg.model.image_scale + 32
+    cfg.test.scales = [small]
+    assert torch.allclose(model.score_regions(image, boxes).probs, base.probs)
+    cfg.test.scales = [large]
+    at_large = model.score_regions(image, boxes)
+    assert not torch.allclose(at_large.probs, base.probs, atol=1e-4)          # another scale, other features
+    cfg.test.scales = [small, large]
+    both = model.score_regions(image, boxes)
+    assert torch.allclose(both.probs, (base.probs + at_large.probs) / 2, atol=1e-6)
+    assert torch.allclose(both.probs.sum(1), torch.ones(2))
+
+
+def test_test_scales_are_checked_and_set_from_the_command_line(tmp_path, shapes_data):
+    from core.config import load_config
+    from core.errors import UserError
+    from synthetic import tiny_config
+    path = tiny_config(tmp_path / "c.yaml", shapes_data, method="ss", epochs=1)
+    assert load_config(str(path), {"test.scales": [560, 640]}).test.scales == [560, 640]
+    with pytest.raises(UserError, match=r"test.scales = \[560, 8\]; it must be >= 16"):
+        load_config(str(path), {"test.scales": [560, 8]})
