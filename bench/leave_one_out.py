@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """The default recipe on data it was not tuned for: ``train.py --dataset D --minutes M``
-with no --config, scored on the test split beside the tuned recipe and the peer.
+with no --config, scored on the test split beside the bundled model and the peer.
 
     python bench/leave_one_out.py                      # raccoon (45 min), then BCCD (100 min)
     python bench/leave_one_out.py --only raccoon
@@ -10,7 +10,7 @@ Each run trains into runs/leave_one_out/<name> (resumable: rerun after a kill; i
 minutes are train.py's own count in OUT/budget.json, which survives a kill, and every
 invocation's command is logged in bench/results/leave_one_out/<name>_train.json),
 is scored on both proposal paths, and the table goes to bench/results/leave_one_out.md with,
-when their result files exist, the tuned recipe's bundled model
+when their result files exist, the bundled model
 (bench/results/<name>_test_voc.json) and the peer (bench/results/peer_<name>_test_voc.json,
 bench/peer_fasterrcnn.py with the same minutes). The budget is wall time: run it alone,
 or beside the peer with OMP_NUM_THREADS=1 for both (one core each; two one-thread jobs
@@ -90,8 +90,8 @@ def _read_result(path: str) -> dict | None:
 def write_table(rows: list, path: str) -> None:
     lines = ["# The default recipe on data it was not tuned for (test split, voc mAP)",
              f"written {time.strftime('%Y-%m-%d %H:%M')} by `python bench/leave_one_out.py`", "",
-             "| dataset | seed | budget min | wall min | within +10% | mAP paper | mAP fast | goal | tuned recipe "
-             "(bundled) | peer, same minutes |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| dataset | seed | budget min | wall min | within +10% | mAP paper | mAP fast | goal | bundled model "
+             "(`models/<dataset>`) | peer, same minutes |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name in dict.fromkeys(r[0] for r in rows):
         tuned = _read_result(os.path.join(ROOT, "bench", "results", f"{name}_test_voc.json"))
         peer = _read_result(os.path.join(ROOT, "bench", "results", f"peer_{name}_test_voc.json"))

@@ -6,7 +6,7 @@ set -e
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 R=bench/results
-for pair in bccd:bccd bccd_ensemble:bccd raccoon:raccoon bccd_warp:bccd; do
+for pair in bccd:bccd raccoon:raccoon bccd_warp:bccd; do
   m=${pair%%:*} ds=${pair#*:}
   [ -d models/$m ] || continue
   data=../shared/datasets/$ds
@@ -19,8 +19,8 @@ for pair in bccd:bccd bccd_ensemble:bccd raccoon:raccoon bccd_warp:bccd; do
     $PY -m proposals report --dataset $data --split test --method $method --model models/$m --json $R/proposals_${m}_test_$method.json > /dev/null 2>&1
   done
 done
-# speed: per stage, models/bccd (the ensemble's member 0) and the ensemble, cold and warm; ensemble growth; torchrun
-$PY bench/benchmark.py --model models/bccd_ensemble --dataset ../shared/datasets/bccd --split test > $R/benchmark.md
+# speed: per stage, models/bccd (its member 0 alone and the ensemble), cold and warm; ensemble growth; torchrun
+$PY bench/benchmark.py --model models/bccd --dataset ../shared/datasets/bccd --split test > $R/benchmark.md
 $PY bench/bench_ensemble.py --model models/bccd --dataset ../shared/datasets/bccd --split test --proposals multibox > $R/bench_ensemble.md
 {
   echo "# evaluate.py --model models/bccd --proposals multibox on BCCD test (72 images), proposals cached, $(date +%F)"

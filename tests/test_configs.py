@@ -35,7 +35,7 @@ def test_dataset_recipes_are_the_default_plus_overrides(tmp_path):
     w05 = load_config(str(ROOT / "bench" / "recipes" / "bccd_w05.yaml"))
     assert dataclasses.asdict(w05.model) == dataclasses.asdict(default.model) | {"width": 0.5}
     assert (w05.train.epochs, bccd.train.epochs) == (24, 36) and w05.test == bccd.test
-    # models/bccd's 600-px members: bccd.yaml with the scale and the stride-8 features only
+    # the previous models/bccd's 600-px members: bccd.yaml with the scale and the stride-8 features only
     b600 = load_config(str(ROOT / "configs" / "bccd_600.yaml"))
     assert dataclasses.asdict(b600.model) == dataclasses.asdict(bccd.model) | {
         "image_scale": 600, "max_image_side": 800, "fine_features": True}

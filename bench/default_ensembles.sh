@@ -1,0 +1,44 @@
+#!/bin/sh
+# Models trained with the default recipe, voting: the BCCD leave-one-out runs
+# (bench/leave_one_out.py: `train.py --dataset ../shared/datasets/bccd --minutes 100`, seeds
+# 0, 1, 2; each trained its own MultiBox) as ensembles that all score seed 0's MultiBox
+# boxes (`python -m ensemble create ... --multibox`), with and without flip voting, on the
+# test split, both paths (~15 min on an idle machine):
+#   sh bench/default_ensembles.sh
+# Ensembles and detections go to runs/default_ensembles/, scores to bench/results/default_ensembles/.
+set -e
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+DATA=../shared/datasets/bccd
+L=runs/leave_one_out
+E=runs/default_ensembles
+R=bench/results/default_ensembles
+mkdir -p $E/detections $R
+score() {    # name, model dir, extra evaluate.py arguments
+  name=$1 model=$2; shift 2
+  for path in paper fast; do
+    proposals=""; [ $path = fast ] && proposals="--proposals multibox"
+    $PY evaluate.py --dataset $DATA --split test --model $model --metric voc --quiet $proposals "$@" \
+      --json $R/${name}_$path.json --save-detections $E/detections/${name}_$path-detections.json > $R/${name}_$path.txt
+  done
+}
+# seed 1's classifier on seed 0's MultiBox (its own: bench/results/leave_one_out/bccd_s1_*.json)
+$PY -m ensemble create $E/s1_on_mb0 $L/bccd_s1 --multibox $L/bccd/multibox > /dev/null
+score s1_on_mb0 $E/s1_on_mb0
+members="$L/bccd $L/bccd_s1"
+[ -d $L/bccd_s2 ] && members="$members $L/bccd_s2"
+[ -d $L/bccd_s2 ] && { $PY -m ensemble create $E/s2_on_mb0 $L/bccd_s2 --multibox $L/bccd/multibox > /dev/null
+                       score s2_on_mb0 $E/s2_on_mb0; }
+$PY -m ensemble create $E/seeds_01 $L/bccd $L/bccd_s1 --multibox $L/bccd/multibox > /dev/null
+score seeds_01 $E/seeds_01
+score seeds_01_noflip $E/seeds_01 --set test.flip_vote=false
+if [ -d $L/bccd_s2 ]; then
+  $PY -m ensemble create $E/seeds_012 $members --multibox $L/bccd/multibox > /dev/null
+  score seeds_012 $E/seeds_012
+  score seeds_012_noflip $E/seeds_012 --set test.flip_vote=false
+fi
+# multi-scale testing (test.scales) on seed 0 alone: its training saw 560 and 600 (640 is
+# capped to 600 by max_image_side 800 on BCCD's 640 x 480 images)
+for scales in 560,600 600,680 560,600,680; do
+  score s0_scales_$(echo $scales | tr , _) $L/bccd --set "test.scales=[$scales]"
+done
