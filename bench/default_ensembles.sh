@@ -6,6 +6,9 @@
 # test split, both paths (~15 min on an idle machine):
 #   sh bench/default_ensembles.sh
 # Ensembles and detections go to runs/default_ensembles/, scores to bench/results/default_ensembles/.
+# With the two scale-cap runs on disk (runs/loo_variants/bccd_scalecap_s0, _s1: the default
+# recipe trained by branch scale-cap, README *Train on your own data*) it also scores all
+# five voting (five_runs_noflip).
 set -e
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -42,3 +45,10 @@ fi
 for scales in 560,600 600,680 560,600,680; do
   score s0_scales_$(echo $scales | tr , _) $L/bccd --set "test.scales=[$scales]"
 done
+# five runs of the default recipe voting: the three above and the two scale-cap runs (their
+# test scale is the same, 600 px; only their training scales differ)
+V=runs/loo_variants
+if [ -d $L/bccd_s2 ] && [ -f $V/bccd_scalecap_s0/model.pt ] && [ -f $V/bccd_scalecap_s1/model.pt ]; then
+  $PY -m ensemble create $E/five_runs $members $V/bccd_scalecap_s0 $V/bccd_scalecap_s1 --multibox $L/bccd/multibox > /dev/null
+  score five_runs_noflip $E/five_runs --set test.flip_vote=false
+fi

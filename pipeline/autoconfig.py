@@ -16,8 +16,10 @@
   stride-8 map (``model.fine_features``) while it spans fewer than ``FINE_FEATURES_PX``
   (four cells of the stride-16 map; at 38 px an 8 x 8 region samples 2.4 x 2.4 cells).
   BCCD's platelets (0.060 of the longer side, 38 px at 480): 600 px with stride-8
-  regions, training scales 560-640 (in effect 560-600 today: max_image_side 800 cuts a
-  640 x 480 image at 640 back to 800 x 600; README, Train on your own data). On the tuned recipe that gave +0.009 / +0.013 and
+  regions, training scales 560-640, in effect 560-600: max_image_side 800 cuts a 640 x
+  480 image at 640 back to 800 x 600. Letting the cap grow with the scale (branch
+  scale-cap) did not help: 0.883 / 0.879 and 0.860 / 0.866 for seeds 0, 1 against 0.883 /
+  0.888 and 0.864 / 0.871, so the cap stays (README, Train on your own data). On the tuned recipe that gave +0.009 / +0.013 and
   +0.006 / +0.010 for two seeds (configs/bccd_600.yaml); leave-one-out, seed 0, 0.883 /
   0.888 against 0.874 / 0.879 at 480 px (README, Train on your own data);
 * object sizes: the MultiBox input is made large enough that the smallest class's median
