@@ -117,9 +117,11 @@ def derive_config(cfg, dataset) -> list[str]:
                           for r in with_boxes] or [np.zeros(0)])
     labels = np.concatenate([r.labels for r in with_boxes] or [np.zeros(0, int)])
     small = smallest_class_side(rel, labels, len(dataset.classes))
-    # the median image's shorter side, or more for small objects (SMALL_OBJECT_PX along the longer side)
-    wanted = max(short, SMALL_OBJECT_PX / max(small, 1e-3) * short / long)
-    s = int(np.clip(_round32(wanted), cfg.model.image_scale, MAX_SCALE))
+    # the median image's shorter side, or more for small objects (SMALL_OBJECT_PX along the longer
+    # side), rounded up there so that they do span it (BCCD trainval's platelets: 580 -> 608, not 576)
+    small_side = SMALL_OBJECT_PX / max(small, 1e-3) * short / long
+    wanted = _round32(short) if short >= small_side else int(np.ceil(small_side / 32) * 32)
+    s = int(np.clip(wanted, cfg.model.image_scale, MAX_SCALE))
     s = cfg.model.image_scale = max(128, min(s, _round32(MAX_UPSAMPLE * short)))
     cfg.model.max_image_side = int(np.clip(np.ceil(long * s / short / 32) * 32, s, 1000))   # the median image fits
     cfg.train.scale_jitter = sorted({int(round(s * f / 8)) * 8 for f in SCALE_JITTER})   # 600: 560, 600, 640

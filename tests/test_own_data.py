@@ -244,6 +244,7 @@ def test_image_scale_is_the_median_side_within_the_default_and_600_never_upsampl
     # small objects (BCCD's platelets: 38 px on a 640 x 480 image) enlarge the image until they
     # span 48 px, and are cut from the stride-8 map while under 64: configs/bccd_600.yaml's recipe
     assert scale(640, 480, side=38.4) == (600, 800, True, [560, 600, 640])
+    assert scale(640, 480, side=39.7) == (600, 800, True, [560, 600, 640])   # 580 px wanted: up, not 576
     assert scale(640, 480, side=60)[:3] == (480, 640, True)       # 60 px: scale kept, stride 8
     assert scale(640, 480, side=70)[:3] == (480, 640, False)
     assert scale(500, 360, side=10)[:2] == (544, 768)               # at most 1.5x the median image
