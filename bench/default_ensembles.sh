@@ -7,7 +7,7 @@
 #   sh bench/default_ensembles.sh
 # Ensembles and detections go to runs/default_ensembles/, scores to bench/results/default_ensembles/.
 # With the two scale-cap runs on disk (runs/loo_variants/bccd_scalecap_s0, _s1: the default
-# recipe trained by branch scale-cap, README *Train on your own data*) it also scores all
+# recipe trained by branch scale-cap, docs/leave_one_out.md) it also scores all
 # five voting (five_runs_noflip).
 set -e
 cd "$(dirname "$0")/.."

@@ -5,7 +5,7 @@
         --detections bench/results/ablation/bccd/combined_s0_thr_paper-detections.json
 
 BCCD's annotators leave out red cells cut by the image border, and our classifier scores
-them high (README, *Accuracy: the ablation*). A per-class logistic regression on the
+them high (docs/ablation.md). A per-class logistic regression on the
 detector's score logit plus the box's geometry (touches the border; width and height
 against the class's median; their squares) could learn that convention. To see whether it
 would without a held-out split, the images are cut in two seeded halves: the model fitted

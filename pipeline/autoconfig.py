@@ -19,9 +19,9 @@
   regions, training scales 560-640, in effect 560-600: max_image_side 800 cuts a 640 x
   480 image at 640 back to 800 x 600. Letting the cap grow with the scale (branch
   scale-cap) did not help: 0.883 / 0.879 and 0.860 / 0.866 for seeds 0, 1 against 0.883 /
-  0.888 and 0.864 / 0.871, so the cap stays (README, Train on your own data). On the tuned recipe that gave +0.009 / +0.013 and
+  0.888 and 0.864 / 0.871, so the cap stays (docs/leave_one_out.md). On the tuned recipe that gave +0.009 / +0.013 and
   +0.006 / +0.010 for two seeds (configs/bccd_600.yaml); leave-one-out, seed 0, 0.883 /
-  0.888 against 0.874 / 0.879 at 480 px (README, Train on your own data);
+  0.888 against 0.874 / 0.879 at 480 px (docs/leave_one_out.md);
 * object sizes: the MultiBox input is made large enough that the smallest class's median
   object spans at least 36 input pixels, within 320-640, with 3 k-means prior shapes per
   stride-16 cell. Measured on BCCD's platelets: spanning 25 px (416 input) they had
@@ -35,7 +35,7 @@
 * box voting (``test.box_vote`` 0.5) when images hold few objects (a median of at most
   ``SPARSE_OBJECTS``): it pulls a kept box towards the boxes around it, and where objects
   are crowded those boxes are the neighbours'. Raccoon (1 per image): +0.075 mean over
-  four seeds; BCCD (~13 per image): -0.002 paper, -0.019 fast path (README, ablation);
+  four seeds; BCCD (~13 per image): -0.002 paper, -0.019 fast path (docs/ablation.md);
 * augmentation (``train.color_jitter`` 0.3, ``train.random_crop`` 0.6, scales 352-480) for
   the same sparse images: raccoon photos at 14 epochs, 0.682 mean over three seeds against 0.624 for the
   6-epoch recipe without it; BCCD at 8 epochs lost with it (0.783 against 0.817), where a
