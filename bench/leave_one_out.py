@@ -5,6 +5,12 @@ with no --config, scored on the test split beside the bundled model and the peer
     python bench/leave_one_out.py                      # raccoon (45 min), then BCCD (100 min)
     python bench/leave_one_out.py --only raccoon
     python bench/leave_one_out.py --only raccoon --seeds 1     # another seed: runs/leave_one_out/raccoon_s1
+    python bench/leave_one_out.py --only bccd --variant easy_bg --set train.easy_bg_fraction=0.5
+
+A variant is the default recipe with ``--set`` overrides (a lever tried on it): its runs
+go to runs/leave_one_out/<variant>/, its results to bench/results/leave_one_out/<variant>/
+and its table to bench/results/leave_one_out/<variant>.md, so it never mixes with the
+default's; its overrides are kept in <variant>/variant.json and must stay the same.
 
 Each run trains into runs/leave_one_out/<name> (resumable: rerun after a kill; its wall
 minutes are train.py's own count in OUT/budget.json, which survives a kill, and every
@@ -38,7 +44,8 @@ def run_name(name: str, seed: int) -> str:
     return name if seed == 0 else f"{name}_s{seed}"
 
 
-def train(name: str, dataset: str, minutes: float, out: str, results: str, cache_dir: str, seed: int = 0) -> None:
+def train(name: str, dataset: str, minutes: float, out: str, results: str, cache_dir: str, seed: int = 0,
+          overrides: tuple[str, ...] = ()) -> None:
     """Train (or resume) one run; the ledger records each invocation's command and minutes."""
     ledger = os.path.join(results, f"{name}_train.json")
     spent = _read_result(ledger) or {"invocations": []}
@@ -48,8 +55,9 @@ def train(name: str, dataset: str, minutes: float, out: str, results: str, cache
     if not finished:
         cmd = [sys.executable, "train.py", "--dataset", dataset, "--out", out, "--minutes", str(minutes),
                "--cache-dir", cache_dir, "--no-progress"] + (["--resume"] if os.path.isdir(out) else [])
-        if seed:
-            cmd += ["--set", f"train.seed={seed}"]
+        sets = ([f"train.seed={seed}"] if seed else []) + list(overrides)
+        if sets:
+            cmd += ["--set", *sets]
         from core.fileio import write_json
         t = time.time()
         # recorded before it runs, so that an invocation killed without a word (the end of a
@@ -87,9 +95,12 @@ def _read_result(path: str) -> dict | None:
         raise UserError(f"{path}: not readable JSON ({exc}); delete it to redo that step") from None
 
 
-def write_table(rows: list, path: str) -> None:
-    lines = ["# The default recipe on data it was not tuned for (test split, voc mAP)",
-             f"written {time.strftime('%Y-%m-%d %H:%M')} by `python bench/leave_one_out.py`", "",
+def write_table(rows: list, path: str, variant: str | None = None, overrides: tuple[str, ...] = ()) -> None:
+    title = f"variant `{variant}`: the default recipe with `--set {' '.join(overrides)}`" if variant else \
+        "The default recipe"
+    command = "python bench/leave_one_out.py" + (f" --variant {variant} --set {' '.join(overrides)}" if variant else "")
+    lines = [f"# {title} on data it was not tuned for (test split, voc mAP)",
+             f"written {time.strftime('%Y-%m-%d %H:%M')} by `{command}`", "",
              "| dataset | seed | budget min | wall min | within +10% | mAP paper | mAP fast | goal | bundled model "
              "(`models/<dataset>`) | peer, same minutes |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name in dict.fromkeys(r[0] for r in rows):
@@ -106,8 +117,8 @@ def write_table(rows: list, path: str) -> None:
             lines.append(f"| {name} | mean of {len(mine)} | | | | **{mean[0]:.3f}** | {mean[1]:.3f} | >= {mine[0][3]} | | |")
     lines += ["", "Wall minutes: train.py's own count across every invocation of the run, kills and "
               "--resume included (OUT/budget.json: MultiBox, proposals, classifier, heads); the commands are in "
-              "bench/results/leave_one_out/<name>[_s<seed>]_train.json. Per-class AP: "
-              "bench/results/leave_one_out/<name>[_s<seed>]_paper.json."]
+              f"bench/results/{results_dir(variant)}/<name>[_s<seed>]_train.json. Per-class AP: "
+              f"bench/results/{results_dir(variant)}/<name>[_s<seed>]_paper.json."]
     write_markdown(path, lines)
 
 
@@ -118,18 +129,25 @@ def main():
     p.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/googlenet-detector"), help="proposal cache")
     p.add_argument("--seeds", type=int, nargs="+", default=[0],
                    help="train.seed of the runs to train; runs of other seeds already on disk join the table")
+    p.add_argument("--variant", metavar="NAME", help="a variant of the default recipe (with --set), kept apart")
+    p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="the variant's recipe overrides (train.py --set)")
     args = p.parse_args()
-    results = os.path.join(ROOT, "bench", "results", "leave_one_out")
+    overrides = tuple(args.overrides)
+    results = os.path.join(ROOT, "bench", "results", results_dir(args.variant))
     os.makedirs(results, exist_ok=True)
+    if args.variant or overrides:
+        check_variant(args.variant, overrides, results)
+    table = os.path.join(ROOT, "bench", "results", results_dir(args.variant) + ".md")
     rows = []
     for name, (dataset, minutes, goal) in RUNS.items():
         trained = {int(m.group(1) or 0) for m in map(re.compile(rf"{name}(?:_s(\d+))?_train\.json").fullmatch,
                                                      os.listdir(results)) if m}
         for seed in sorted(trained | set(args.seeds if args.only in (None, name) else [])):
             run = run_name(name, seed)
-            out = os.path.join("runs", "leave_one_out", run)
+            out = os.path.join("runs", results_dir(args.variant), run)
             if args.only in (None, name) and seed in args.seeds:
-                train(run, dataset, minutes, out, results, args.cache_dir, seed)
+                train(run, dataset, minutes, out, results, args.cache_dir, seed, overrides)
             wall = wall_minutes(out, results, run)
             paper, fast = (score_model(dataset, "test", out, path, os.path.join(results, f"{run}_{path}.json"),
                                        args.cache_dir, os.path.join(results, f"{run}_eval.log"))
@@ -138,7 +156,30 @@ def main():
                   f"of a {minutes}-minute budget", flush=True)
             rows.append((name, seed, minutes, goal, wall, paper, fast))
     if rows:
-        write_table(rows, os.path.join(ROOT, "bench", "results", "leave_one_out.md"))
+        write_table(rows, table, args.variant, overrides)
+
+
+def results_dir(variant: str | None) -> str:
+    """leave_one_out, or leave_one_out/<variant> (under runs/ and under bench/results/)."""
+    return os.path.join("leave_one_out", variant) if variant else "leave_one_out"
+
+
+def check_variant(variant: str | None, overrides: tuple[str, ...], results: str) -> None:
+    """A variant needs overrides and a plain name, and keeps the overrides it was started
+    with (its results would otherwise mix two recipes); the first call records them."""
+    from core.errors import UserError
+    from core.fileio import write_json
+    if not variant or not overrides:
+        raise UserError("--variant NAME and --set KEY=VALUE go together (the default recipe has neither)")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", variant) or variant in ("default", "leave_one_out"):
+        raise UserError(f"--variant {variant}: use a plain name (letters, digits, _ . -), not a path")
+    path = os.path.join(results, "variant.json")
+    saved = _read_result(path)
+    if saved is None:
+        write_json(path, {"overrides": list(overrides)})
+    elif saved.get("overrides") != list(overrides):
+        raise UserError(f"{path}: variant {variant} was started with --set {' '.join(saved.get('overrides', []))}; "
+                        "use another --variant name for other overrides")
 
 
 if __name__ == "__main__":

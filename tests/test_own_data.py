@@ -1,10 +1,12 @@
 """train.py --dataset DIR with no recipe: the default adapted to the data, validation on
 a held-out part, a time budget, and curves a person can read."""
 import csv
+import json
 import os
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from conftest import ROOT
@@ -265,3 +267,26 @@ def test_nms_threshold_follows_how_much_objects_of_a_class_overlap():
     assert nms_threshold(overlap) == 0.4                 # half the objects overlap > 0.3, none > 0.4
     assert nms_threshold(np.zeros(100)) == 0.3 and nms_threshold(np.full(10, 0.9)) == 0.5
     assert nms_threshold(np.r_[np.full(2, 0.35), np.zeros(98)]) == 0.3   # 2% may be lost
+
+
+def test_leave_one_out_variants_keep_their_overrides_apart(tmp_path, monkeypatch):
+    from conftest import bench_script
+    from core.errors import UserError
+    loo = bench_script("leave_one_out")
+    assert loo.results_dir(None) == "leave_one_out"
+    assert loo.results_dir("bg0") == os.path.join("leave_one_out", "bg0")
+    with pytest.raises(UserError, match="go together"):
+        loo.check_variant(None, ("train.bg_iou_low=0",), str(tmp_path))
+    with pytest.raises(UserError, match="plain name"):
+        loo.check_variant("../x", ("train.bg_iou_low=0",), str(tmp_path))
+    loo.check_variant("bg0", ("train.bg_iou_low=0",), str(tmp_path))      # the first call records them
+    loo.check_variant("bg0", ("train.bg_iou_low=0",), str(tmp_path))      # the same again: fine
+    with pytest.raises(UserError, match="was started with --set train.bg_iou_low=0;"):
+        loo.check_variant("bg0", ("train.bg_iou_low=0.05",), str(tmp_path))
+    # the training command carries the seed and the overrides in one --set, and the ledger records it
+    commands = []
+    monkeypatch.setattr(loo, "run_logged", lambda cmd, log: commands.append(cmd))
+    loo.train("bccd_s1", "data", 100, str(tmp_path / "run"), str(tmp_path), "cache", 1, ("train.bg_iou_low=0",))
+    assert commands[0][-3:] == ["--set", "train.seed=1", "train.bg_iou_low=0"]
+    with open(tmp_path / "bccd_s1_train.json") as f:
+        assert json.load(f)["invocations"][0]["command"].endswith("--set train.seed=1 train.bg_iou_low=0")
