@@ -17,14 +17,7 @@ L=runs/leave_one_out
 E=runs/default_ensembles
 R=bench/results/default_ensembles
 mkdir -p $E/detections $R
-score() {    # name, model dir, extra evaluate.py arguments
-  name=$1 model=$2; shift 2
-  for path in paper fast; do
-    proposals=""; [ $path = fast ] && proposals="--proposals multibox"
-    $PY evaluate.py --dataset $DATA --split test --model $model --metric voc --quiet $proposals "$@" \
-      --json $R/${name}_$path.json --save-detections $E/detections/${name}_$path-detections.json > $R/${name}_$path.txt
-  done
-}
+. bench/score_both_paths.sh
 # seed 1's classifier on seed 0's MultiBox (its own: bench/results/leave_one_out/bccd_s1_*.json)
 $PY -m ensemble create $E/s1_on_mb0 $L/bccd_s1 --multibox $L/bccd/multibox > /dev/null
 score s1_on_mb0 $E/s1_on_mb0

@@ -29,14 +29,7 @@ train)
   wait ;;
 score)
   mkdir -p $E/detections $R
-  score() {    # name, model dir, extra evaluate.py arguments
-    name=$1 model=$2; shift 2
-    for path in paper fast; do
-      proposals=""; [ $path = fast ] && proposals="--proposals multibox"
-      $PY evaluate.py --dataset $DATA --split test --model $model --metric voc --quiet $proposals "$@" \
-        --json $R/${name}_$path.json --save-detections $E/detections/${name}_$path-detections.json > $R/${name}_$path.txt
-    done
-  }
+  . bench/score_both_paths.sh
   score trainval_s3 $V/bccd_trainval_s3
   score trainval_s4 $V/bccd_trainval_s4
   $PY -m ensemble create $E/trainval_34 $V/bccd_trainval_s3 $V/bccd_trainval_s4 --multibox $V/bccd_trainval_s3/multibox > /dev/null
