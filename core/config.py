@@ -127,6 +127,8 @@ class TrainConfig:
     num_threads: int = 0               # 0: torch default
     eval_every: int = 0                # validation mAP every N epochs, best epoch kept (0: off)
     early_stop: int = 0                # stop after N validations without improvement (0: never)
+    validation_images: int = 60        # at most this many validate (a selection signal, not the score);
+                                       # a val split's other images train
 
 
 @dataclass
@@ -225,6 +227,7 @@ RANGES = {
     ("train", "random_crop"): (0, 1, True),
     ("train", "easy_bg_fraction"): (0, 1, True),
     ("train", "eval_every"): (0, None, True), ("train", "early_stop"): (0, None, True),
+    ("train", "validation_images"): (1, None, True),
     ("train", "lr_steps"): (0, None, True), ("train", "scale_jitter"): (1, None, True),
     ("multibox", "epochs"): (1, None, True), ("multibox", "lr"): (0, None, False),
     ("multibox", "batch_size"): (1, None, True), ("multibox", "num_boxes"): (1, None, True),

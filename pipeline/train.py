@@ -159,7 +159,6 @@ MULTIBOX_SHARE = 0.25          # of a --minutes budget (MultiBox converges in fe
 CLASSIFIER_SHARE = 0.95        # of what is left after MultiBox and the proposal cache
 MIN_VALIDATION_IMAGES = 20     # a dataset smaller than this trains on all of it
 HOLD_OUT_FRACTION = 0.15
-MAX_VALIDATION_IMAGES = 60     # validation on a subsample: it is a selection signal, not the score
 
 
 def member_share(k: int, n: int) -> float:
@@ -199,7 +198,7 @@ def _apply_overrides_again(cfg, overrides: dict, args) -> None:
 
 def hold_out_validation(cfg, dataset):
     """(training set, validation set or None), with train.eval_every on. The recipe's val
-    split when it has one: a seeded choice of at most MAX_VALIDATION_IMAGES of it validates
+    split when it has one: a seeded choice of at most train.validation_images of it validates
     and the rest of it trains (BCCD: 60 of 87 validate, 27 join the 205 training images).
     Without one, a fixed, seeded 15% of the training images is held out (never the test
     split); a dataset under 20 images trains on all of it, with a warning."""
@@ -211,7 +210,7 @@ def hold_out_validation(cfg, dataset):
         return dataset, None
     if dc.val_split and dc.val_split != dc.test_split and split_exists(dc.dataset, dc.val_split, dc.format):
         val = load_dataset(dc.dataset, dc.val_split, list(dataset.classes), dc.format, synsets=dc.synsets)
-        held = subsample(val, MAX_VALIDATION_IMAGES, seed=cfg.train.seed)
+        held = subsample(val, cfg.train.validation_images, seed=cfg.train.seed)
         taken = {r.image_id for r in held.images} | {r.image_id for r in dataset.images}
         rest = [r for r in val.images if r.image_id not in taken]
         if rest:
@@ -309,11 +308,11 @@ class Budget:
 
 def validation_hook(cfg, train_set, source, device, out_dir: str, held_out) -> Validation:
     """Validation on ``held_out`` (hold_out_validation's choice: part of the val split, or
-    of train), at most 60 images (a fixed subsample), with a warning when its images are
+    of train), at most train.validation_images (a fixed subsample), with a warning when its images are
     also training images (the selection is then optimistic)."""
     from core.datasets import subsample
     dc = cfg.data
-    val_set = subsample(held_out, MAX_VALIDATION_IMAGES, seed=cfg.train.seed)
+    val_set = subsample(held_out, cfg.train.validation_images, seed=cfg.train.seed)
     shared = {r.image_id for r in val_set.images} & {r.image_id for r in train_set.images}
     if shared:
         log.warning("%d of the %d validation images (%s) are also training images (%s): the validation mAP "

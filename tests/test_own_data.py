@@ -49,7 +49,7 @@ def test_default_recipe_adapts_holds_out_validation_and_keeps_the_budget(tmp_pat
     assert budget["stages"]["multibox"]["lr_steps"] == cfg["proposals"]["multibox"]["lr_steps"]
 
 
-def test_a_val_split_validates_on_a_subsample_and_the_rest_of_it_trains(tmp_path, monkeypatch):
+def test_a_val_split_validates_on_a_subsample_and_the_rest_of_it_trains(tmp_path):
     from core.config import Config
     from core.datasets import load_dataset
     from pipeline import train as train_module
@@ -57,8 +57,7 @@ def test_a_val_split_validates_on_a_subsample_and_the_rest_of_it_trains(tmp_path
     ids = [f"shape_{i:03d}" for i in range(12)]
     data = make_shapes(tmp_path / "data", 12, splits={"train": ids[:6], "val": ids[6:11], "test": ids[11:]})
     cfg = Config()
-    cfg.data.dataset, cfg.train.eval_every = str(data), 2
-    monkeypatch.setattr(train_module, "MAX_VALIDATION_IMAGES", 3)
+    cfg.data.dataset, cfg.train.eval_every, cfg.train.validation_images = str(data), 2, 3
     train, held = train_module.hold_out_validation(cfg, load_dataset(str(data), "train"))
     held_ids, train_ids = [r.image_id for r in held.images], [r.image_id for r in train.images]
     assert len(held_ids) == 3 and set(held_ids) <= set(ids[6:11])
