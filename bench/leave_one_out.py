@@ -143,11 +143,15 @@ def main():
     for name, (dataset, minutes, goal) in RUNS.items():
         trained = {int(m.group(1) or 0) for m in map(re.compile(rf"{name}(?:_s(\d+))?_train\.json").fullmatch,
                                                      os.listdir(results)) if m}
-        for seed in sorted(trained | set(args.seeds if args.only in (None, name) else [])):
-            run = run_name(name, seed)
-            out = os.path.join("runs", results_dir(args.variant), run)
-            if args.only in (None, name) and seed in args.seeds:
-                train(run, dataset, minutes, out, results, args.cache_dir, seed, overrides)
+        asked = args.seeds if args.only in (None, name) else []
+        for seed in asked:              # first: another seed may be training in another process
+            train(run_name(name, seed), dataset, minutes, runs_dir(args.variant, name, seed), results,
+                  args.cache_dir, seed, overrides)
+        for seed in sorted(trained | set(asked)):
+            run, out = run_name(name, seed), runs_dir(args.variant, name, seed)
+            if not os.path.exists(os.path.join(out, "model.pt")):
+                print(f"{run}: still training (no {out}/model.pt); left out of the table", flush=True)
+                continue
             wall = wall_minutes(out, results, run)
             paper, fast = (score_model(dataset, "test", out, path, os.path.join(results, f"{run}_{path}.json"),
                                        args.cache_dir, os.path.join(results, f"{run}_eval.log"))
@@ -157,6 +161,11 @@ def main():
             rows.append((name, seed, minutes, goal, wall, paper, fast))
     if rows:
         write_table(rows, table, args.variant, overrides)
+
+
+def runs_dir(variant: str | None, name: str, seed: int) -> str:
+    """runs/leave_one_out[/<variant>]/<name>[_s<seed>]."""
+    return os.path.join("runs", results_dir(variant), run_name(name, seed))
 
 
 def results_dir(variant: str | None) -> str:

@@ -289,3 +289,37 @@ def test_leave_one_out_variants_keep_their_overrides_apart(tmp_path, monkeypatch
     assert commands[0][-3:] == ["--set", "train.seed=1", "train.bg_iou_low=0"]
     with open(tmp_path / "bccd_s1_train.json") as f:
         assert json.load(f)["invocations"][0]["command"].endswith("--set train.seed=1 train.bg_iou_low=0")
+
+
+def test_leave_one_out_leaves_a_seed_still_training_out_of_the_table(tmp_path, monkeypatch, capsys):
+    """Two seeds started side by side: the one that finishes first must not try to score the
+    other (no model.pt yet), and its own seed trains before any scoring."""
+    from conftest import bench_script
+    loo = bench_script("leave_one_out")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(loo, "ROOT", str(tmp_path))
+    monkeypatch.setattr(loo, "RUNS", {"bccd": ("data", 100, 0.88)})
+    events = []
+
+    def fake_train(cmd, log):          # "trains": writes the run's model.pt
+        out = cmd[cmd.index("--out") + 1]
+        os.makedirs(out, exist_ok=True)
+        open(os.path.join(out, "model.pt"), "w").close()
+        events.append(("train", out))
+
+    def fake_score(dataset, split, model, path, out, *args):
+        events.append(("score", model))
+        return {"mAP": 0.5}
+    monkeypatch.setattr(loo, "run_logged", fake_train)
+    monkeypatch.setattr(loo, "score_model", fake_score)
+    results = tmp_path / "bench" / "results" / "leave_one_out" / "v"
+    results.mkdir(parents=True)
+    (results / "bccd_s1_train.json").write_text('{"invocations": []}')     # seed 1: started elsewhere
+    monkeypatch.setattr(sys, "argv", ["leave_one_out.py", "--only", "bccd", "--seeds", "2", "--variant", "v",
+                                      "--set", "train.easy_bg_fraction=0.5"])
+    loo.main()
+    s2 = os.path.join("runs", "leave_one_out", "v", "bccd_s2")
+    assert events == [("train", s2), ("score", s2), ("score", s2)]         # trained first; seed 1 not scored
+    assert "bccd_s1: still training" in capsys.readouterr().out
+    table = (tmp_path / "bench" / "results" / "leave_one_out" / "v.md").read_text()
+    assert "| bccd | 2 | 100 |" in table and "| bccd | 1 |" not in table
