@@ -1,9 +1,9 @@
 #!/bin/sh
 # The background-sampling variant voting (bench/leave_one_out.py --variant easy_bg05 --set
 # train.easy_bg_fraction=0.5: half of each image's background from regions overlapping no
-# object), alone and mixed with the default recipe's runs. Its members rank the top of the
-# RBC list better (fewer cut cells at the border scored as RBC) and lose some of the tail
-# (maximum recall 0.969 against 0.983 for seed 0), so a mixed vote may beat both. All score
+# object), alone and mixed with the default recipe's runs. Seed 0 scores fewer cut cells at
+# the border as RBC and reaches fewer RBCs at all (final recall 0.973 against 0.983,
+# `evaluate.py --report`; docs/leave_one_out.md), so a mixed vote may beat both. All score
 # seed 0's default MultiBox boxes (runs/leave_one_out/bccd/multibox), no flip, test split,
 # both paths (~1 min per member and row on an idle machine):
 #   sh bench/easy_bg_ensembles.sh
