@@ -6,6 +6,7 @@ the resolved config (``config.yaml``) so that it runs without the recipe.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import typing
@@ -307,15 +308,25 @@ def _merge(into: dict, values: dict) -> None:
             into[k] = v
 
 
-def load_config(path: str, overrides: dict | None = None) -> Config:
-    values = _read_yaml(path)
-    for dotted, value in (overrides or {}).items():
+def set_dotted(values: dict, overrides: dict) -> dict:
+    """``{"train.epochs": 12}`` written into the nested ``values`` (in place; returned)."""
+    for dotted, value in overrides.items():
         node = values
         *parents, last = dotted.split(".")
         for p in parents:
             node = node.setdefault(p, {})
         node[last] = value
-    return config_from_dict(values, path)
+    return values
+
+
+def load_config(path: str, overrides: dict | None = None) -> Config:
+    """The recipe at ``path`` with ``--set`` overrides. The file is checked alone first, so
+    an error says whether the file or the override holds the bad value."""
+    values = _read_yaml(path)
+    if not overrides:
+        return config_from_dict(values, path)
+    config_from_dict(copy.deepcopy(values), path)
+    return config_from_dict(set_dotted(values, overrides), "--set")
 
 
 def parse_overrides(items: list[str] | None) -> dict:

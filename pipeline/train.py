@@ -183,15 +183,8 @@ def default_recipe() -> str:
 
 
 def _apply_overrides_again(cfg, overrides: dict, args) -> None:
-    from core.config import config_from_dict, config_to_dict
-    values = config_to_dict(cfg)
-    for dotted, value in overrides.items():
-        node = values
-        *parents, last = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[last] = value
-    fresh = config_from_dict(values, "--set")
+    from core.config import config_from_dict, config_to_dict, set_dotted
+    fresh = config_from_dict(set_dotted(config_to_dict(cfg), overrides), "--set")
     for f in ("data", "proposals", "model", "train", "test"):
         setattr(cfg, f, getattr(fresh, f))
 

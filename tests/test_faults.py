@@ -197,8 +197,17 @@ def test_recipe_values_are_validated(tmp_path, shapes_data, setting, message):
     from synthetic import tiny_config
     cfg = tiny_config(tmp_path / "c.yaml", shapes_data, method="ss", epochs=1)
     r = train_tiny(cfg, tmp_path / "o", tmp_path / "cache", "--set", setting)
-    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and f"--set: {message}" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o" / "model.pt").exists()
+
+
+def test_a_bad_value_in_the_recipe_file_names_the_file_not_set(tmp_path):
+    from core.config import load_config
+    from core.errors import UserError
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("base: %s\ntrain: {lr: -1}\n" % (ROOT / "configs" / "default.yaml"))
+    with pytest.raises(UserError, match=r"^.*bad\.yaml: train\.lr = -1\.0; it must be > 0$"):
+        load_config(str(recipe), {"train.epochs": 3})
 
 
 def test_sigkill_mid_training_then_resume_gives_the_uninterrupted_model(tmp_path, shapes_data):
