@@ -5,7 +5,8 @@
 # the border as RBC and reaches fewer RBCs at all (final recall 0.973 against 0.983,
 # `evaluate.py --report`; docs/leave_one_out.md), so a mixed vote may beat both. All score
 # seed 0's default MultiBox boxes (runs/leave_one_out/bccd/multibox), no flip, test split,
-# both paths (~1 min per member and row on an idle machine):
+# both paths (~1 min per member and row on an idle machine; the last row on the variant's own
+# seed-0 MultiBox):
 #   sh bench/easy_bg_ensembles.sh
 # Needs runs/leave_one_out/easy_bg05/bccd[_s1, _s2] (finished runs; a seed not there is
 # left out). Ensembles and detections go to runs/easy_bg_ensembles/, scores to
@@ -23,13 +24,15 @@ R=bench/results/easy_bg_ensembles
 easy=""
 for run in bccd bccd_s1 bccd_s2; do [ -e $B/$run/model.pt ] && easy="$easy $B/$run"; done
 [ -n "$easy" ] || { echo "no finished run in $B" >&2; exit 2; }
-vote() {    # vote NAME MEMBER...: an ensemble on seed 0's default MultiBox, scored without flip
+vote() {    # vote NAME MEMBER...: an ensemble on seed 0's default MultiBox (or $MB), scored without flip
   name=$1; shift
-  $PY -m ensemble create $E/$name "$@" --multibox $L/bccd/multibox > /dev/null
+  $PY -m ensemble create $E/$name "$@" --multibox ${MB:-$L/bccd/multibox} > /dev/null
   score ${name}_noflip $E/$name --set test.flip_vote=false
 }
 vote easy_bg $easy                                                    # the variant's seeds alone
 vote easy_bg_s0_default_s0 $B/bccd $L/bccd                            # one of each, seed 0
 vote easy_bg_default_012 $easy $L/bccd $L/bccd_s1 $L/bccd_s2          # with the bundled three
 [ -e $V/bccd_trainval_s4/model.pt ] && vote easy_bg_default_0_trainval_34 $easy $L/bccd $V/bccd_trainval_s3 $V/bccd_trainval_s4
+MB=$B/bccd/multibox vote easy_bg_own_mb $easy                         # on the variant's own seed-0 MultiBox (a bundle made
+                                                                      # by bench/train_bundled.sh votes on its member-0's)
 exit 0

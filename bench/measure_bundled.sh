@@ -12,11 +12,11 @@ for pair in bccd:bccd raccoon:raccoon bccd_warp:bccd; do
   data=../shared/datasets/$ds
   # test mAP (each member and the ensemble), paper path (the recipe's combined
   # proposals) and fast path (MultiBox only)
-  $PY evaluate.py --dataset $data --split test --model models/$m --metric voc --json $R/${m}_test_voc.json --quiet > $R/${m}_test_voc.txt
-  $PY evaluate.py --dataset $data --split test --model models/$m --metric voc --proposals multibox --json $R/${m}_test_voc_fast.json --quiet > $R/${m}_test_voc_fast.txt
+  $PY evaluate.py --dataset $data --split test --model models/$m --metric voc --json $R/${m}_test_voc.json --save-detections $R/${m}_test_voc-detections.json --quiet > $R/${m}_test_voc.txt
+  $PY evaluate.py --dataset $data --split test --model models/$m --metric voc --proposals multibox --json $R/${m}_test_voc_fast.json --save-detections $R/${m}_test_voc_fast-detections.json --quiet > $R/${m}_test_voc_fast.txt
   [ "$m" = "$ds" ] || continue
   for method in ss multibox combined; do
-    $PY -m proposals report --dataset $data --split test --method $method --model models/$m --json $R/proposals_${m}_test_$method.json > /dev/null 2>&1
+    $PY -m proposals report --dataset $data --split test --method $method --model models/$m --json $R/proposals_${m}_bundled_test_$method.json > /dev/null 2>&1
   done
 done
 # speed: per stage, models/bccd (its member 0 alone and the ensemble), cold and warm; ensemble growth; torchrun
