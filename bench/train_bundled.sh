@@ -3,8 +3,11 @@
 #   runs/bccd       an ensemble of 3 runs of the default recipe on BCCD, each
 #                   `train.py --dataset ../shared/datasets/bccd --minutes 100` (its own
 #                   MultiBox, validation on 60 val images, the other 27 training beside
-#                   the 205 train images), seeds 0, 1, 2 (train.seed; the leave-one-out
-#                   runs of bench/leave_one_out.py), two side by side at one thread each,
+#                   the 205 train images, half the background from regions overlapping no
+#                   object), seeds 0, 1, 2 (train.seed; the leave-one-out runs of
+#                   `bench/leave_one_out.py --variant easy_bg05 --set
+#                   train.easy_bg_fraction=0.5`, which the default has since), two side by
+#                   side at one thread each,
 #                   then runs/bccd/ensemble.json: all three score member-0's MultiBox boxes
 #                   (`python -m ensemble create ... --multibox`)
 #   runs/raccoon    an ensemble of 2 on raccoon train (configs/raccoon.yaml, seeds 0 and 1, one
@@ -14,16 +17,16 @@
 #                   README's warp-vs-shared rows; it reuses runs/bccd's MultiBox
 # then models/ is made from them by bench/bundle_models.py. Logs: runs/*.log
 #   python bench/bundle_models.py runs/bccd models/bccd --dataset ../shared/datasets/bccd \
-#     --recipe "configs/default.yaml adapted to the data, seeds 0 / 1 / 2, on member-0's MultiBox" --set test.flip_vote=false
+#     --recipe "configs/default.yaml adapted to the data (train.easy_bg_fraction 0.5), seeds 0 / 1 / 2, on member-0's MultiBox" --set test.flip_vote=false
 #   python bench/bundle_models.py runs/raccoon models/raccoon --dataset ../shared/datasets/raccoon --recipe configs/raccoon.yaml
 # (models/raccoon's members were trained before the recipes kept scores down to 0.001:
 # it was bundled with --set test.score_threshold=0.001 test.flip_vote=true test.box_vote=0.5;
 # retrained, configs/raccoon.yaml carries them.)
-# (models/bccd's members are the leave-one-out runs runs/leave_one_out/bccd, bccd_s1 and
-# bccd_s2, trained by hand with these commands (their --out elsewhere, then moved) or by
-# bench/leave_one_out.py; ensemble and bundle by bench/default_ensembles.sh's commands. Flip
-# voting is off in the bundle: the three vote to 0.890 / 0.890 without it, 0.887 / 0.889 with
-# it, and it doubles the network time.)
+# (models/bccd's members are the leave-one-out runs runs/leave_one_out/easy_bg05/bccd,
+# bccd_s1 and bccd_s2, trained by bench/leave_one_out.py with --set train.easy_bg_fraction=0.5
+# before the default had it; ensemble and bundle by the commands in the README, *Bundled
+# models*. Flip voting is off in the bundle: it doubles the network time, and the previous
+# bundle's three voted to 0.890 / 0.890 without it, 0.887 / 0.889 with it.)
 # models/bccd_warp was trained at commit fe8948e, on that day's 416-px MultiBox
 # (bench/recipes/bccd_screening.yaml's); retrained here it gets the default run's 608-px one.
 set -e

@@ -18,13 +18,19 @@ L=runs/leave_one_out
 V=runs/loo_variants
 E=runs/trainval_members
 R=bench/results/trainval_members
+TAG=${TAG:-trainval}
 case "$1" in
-train)
-  for s in 3 4; do
-    OMP_NUM_THREADS=1 $PY train.py --dataset $DATA --out $V/bccd_trainval_s$s --minutes 100 \
-      --cache-dir ${CACHE:-runs/cache_trainval_s}$s --no-progress --set data.train_split=trainval train.eval_every=0 \
-      train.seed=$s model.image_scale=600 model.max_image_side=800 "train.scale_jitter=[560,600,640]" \
-      > runs/trainval_s$s.log 2>&1 &
+train)    # SEEDS (default "3 4"), TAG (default trainval: runs/loo_variants/bccd_TAG_sSEED) and SET
+          # (more --set values) make other members, e.g. the background-sampling ones:
+          #   TAG=trainval_easy_bg SEEDS="5 6" SET=train.easy_bg_fraction=0.5 sh bench/trainval_members.sh train
+          # A killed run resumes when the same command is given again.
+  for s in ${SEEDS:-3 4}; do
+    [ -e $V/bccd_${TAG}_s$s/model.pt ] && continue                        # finished
+    resume=""; [ -e $V/bccd_${TAG}_s$s/budget.json ] && resume=--resume
+    OMP_NUM_THREADS=1 $PY train.py --dataset $DATA --out $V/bccd_${TAG}_s$s --minutes 100 $resume \
+      --cache-dir ${CACHE:-runs/cache_${TAG}_s}$s --no-progress --set data.train_split=trainval train.eval_every=0 \
+      train.seed=$s model.image_scale=600 model.max_image_side=800 "train.scale_jitter=[560,600,640]" $SET \
+      >> runs/${TAG}_s$s.log 2>&1 &
   done
   wait ;;
 score)
