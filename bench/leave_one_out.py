@@ -101,21 +101,23 @@ def write_table(rows: list, path: str, variant: str | None = None, overrides: tu
     command = "python bench/leave_one_out.py" + (f" --variant {variant} --set {' '.join(overrides)}" if variant else "")
     lines = [f"# {title} on data it was not tuned for (test split, voc mAP)",
              f"written {time.strftime('%Y-%m-%d %H:%M')} by `{command}`", "",
-             "| dataset | seed | budget min | wall min | within +10% | mAP paper | mAP fast | goal | bundled model "
-             "(`models/<dataset>`) | peer, same minutes |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| dataset | seed | trained at | budget min | wall min | within +10% | mAP paper | mAP fast | goal | "
+             "bundled model (`models/<dataset>`) | peer, same minutes |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in dict.fromkeys(r[0] for r in rows):
         tuned = _read_result(os.path.join(ROOT, "bench", "results", f"{name}_test_voc.json"))
         peer = _read_result(os.path.join(ROOT, "bench", "results", f"peer_{name}_test_voc.json"))
         mine = [r for r in rows if r[0] == name]
-        for _, seed, minutes, goal, wall, paper, fast in mine:
-            lines.append(f"| {name} | {seed} | {minutes} | {wall:.1f} | {'yes' if wall <= 1.1 * minutes else 'no'} | "
+        for _, seed, minutes, goal, wall, paper, fast, commit in mine:
+            lines.append(f"| {name} | {seed} | {commit} | {minutes} | {wall:.1f} | {'yes' if wall <= 1.1 * minutes else 'no'} | "
                          f"**{paper['mAP']:.3f}** | {fast['mAP']:.3f} | >= {goal} | "
                          + (f"{tuned['mAP']:.3f}" if tuned else "not measured") + " | "
                          + (f"{peer['mAP']:.3f}" if peer else "not run") + " |")
         if len(mine) > 1:
             mean = [sum(r[k]["mAP"] for r in mine) / len(mine) for k in (5, 6)]
-            lines.append(f"| {name} | mean of {len(mine)} | | | | **{mean[0]:.3f}** | {mean[1]:.3f} | >= {mine[0][3]} | | |")
-    lines += ["", "Wall minutes: train.py's own count across every invocation of the run, kills and "
+            lines.append(f"| {name} | mean of {len(mine)} | | | | | **{mean[0]:.3f}** | {mean[1]:.3f} | >= {mine[0][3]} | | |")
+    lines += ["", "Trained at: the code commit of the run (OUT/manifest.json), so of the default recipe it "
+              "trained with (configs/default.yaml changes over time: its history says when). "
+              "Wall minutes: train.py's own count across every invocation of the run, kills and "
               "--resume included (OUT/budget.json: MultiBox, proposals, classifier, heads); the commands are in "
               f"bench/results/{results_dir(variant)}/<name>[_s<seed>]_train.json. Per-class AP: "
               f"bench/results/{results_dir(variant)}/<name>[_s<seed>]_paper.json."]
@@ -158,7 +160,8 @@ def main():
                            for path in ("paper", "fast"))
             print(f"{run}: mAP paper {paper['mAP']:.4f}, fast {fast['mAP']:.4f}, {wall:.1f} wall minutes "
                   f"of a {minutes}-minute budget", flush=True)
-            rows.append((name, seed, minutes, goal, wall, paper, fast))
+            commit = (_read_result(os.path.join(out, "manifest.json")) or {}).get("code_commit", "?")
+            rows.append((name, seed, minutes, goal, wall, paper, fast, commit))
     if rows:
         write_table(rows, table, args.variant, overrides)
 

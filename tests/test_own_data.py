@@ -305,6 +305,8 @@ def test_leave_one_out_leaves_a_seed_still_training_out_of_the_table(tmp_path, m
         out = cmd[cmd.index("--out") + 1]
         os.makedirs(out, exist_ok=True)
         open(os.path.join(out, "model.pt"), "w").close()
+        with open(os.path.join(out, "manifest.json"), "w") as f:
+            f.write('{"code_commit": "abc1234"}')
         events.append(("train", out))
 
     def fake_score(dataset, split, model, path, out, *args):
@@ -322,4 +324,4 @@ def test_leave_one_out_leaves_a_seed_still_training_out_of_the_table(tmp_path, m
     assert events == [("train", s2), ("score", s2), ("score", s2)]         # trained first; seed 1 not scored
     assert "bccd_s1: still training" in capsys.readouterr().out
     table = (tmp_path / "bench" / "results" / "leave_one_out" / "v.md").read_text()
-    assert "| bccd | 2 | 100 |" in table and "| bccd | 1 |" not in table
+    assert "| bccd | 2 | abc1234 | 100 |" in table and "| bccd | 1 |" not in table    # with the commit it trained at
