@@ -30,6 +30,12 @@ def test_dataset_recipes_are_the_default_plus_overrides(tmp_path):
     bccd, default = load_config(str(ROOT / "configs" / "bccd.yaml")), load_config(str(ROOT / "configs" / "default.yaml"))
     assert bccd.proposals.selective_search.max_side == 400 and default.proposals.selective_search.max_side == 500
     assert bccd.proposals.selective_search.k_scale == default.proposals.selective_search.k_scale == 2.0
+    # the default draws half the background from regions overlapping no object; the recipes whose
+    # models and ablation rows were trained before that keep R-CNN's sampling
+    assert default.train.easy_bg_fraction == 0.5
+    for old in ("configs/bccd.yaml", "configs/bccd_600.yaml", "configs/raccoon.yaml", "bench/recipes/bccd_w05.yaml",
+                "bench/recipes/bccd_screening.yaml", "bench/recipes/raccoon_6ep.yaml"):
+        assert load_config(str(ROOT / old)).train.easy_bg_fraction == 0.0, old
     # the model is the default's (width 0.25); the width-0.5 recipe of the previous models/bccd is kept
     assert dataclasses.asdict(bccd.model) == dataclasses.asdict(default.model) and default.model.width == 0.25
     w05 = load_config(str(ROOT / "bench" / "recipes" / "bccd_w05.yaml"))
