@@ -10,6 +10,9 @@
 # leave-one-out runs (runs/leave_one_out/bccd*, no flip), both paths (~10 min):
 #   sh bench/trainval_members.sh score
 # Runs go to runs/loo_variants/bccd_trainval_s{3,4}, scores to bench/results/trainval_members/.
+# The background-sampling trainval members (the default's lever since 2026-11-27), seeds 5, 6:
+#   TAG=trainval_easy_bg SEEDS="5 6" SET=train.easy_bg_fraction=0.5 sh bench/trainval_members.sh train
+#   sh bench/trainval_members.sh score_easy_bg
 set -e
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -46,6 +49,21 @@ score)
   $PY -m ensemble create $E/loo_0_trainval_34 $L/bccd $V/bccd_trainval_s3 $V/bccd_trainval_s4 \
     --multibox $L/bccd/multibox > /dev/null
   score loo_0_trainval_34_noflip $E/loo_0_trainval_34 --set test.flip_vote=false ;;
+score_easy_bg)   # the background-sampling trainval runs (TAG=trainval_easy_bg SEEDS="5 6" ... train), alone
+                 # (own MultiBox, flip) and voting on models/bccd's MultiBox (easy_bg05 seed 0's), no flip.
+                 # The bundle candidate, chosen before scoring: models/bccd's member-0 (whose MultiBox it
+                 # is) and the two; the five is the larger alternative.
+  B=runs/leave_one_out/easy_bg05
+  mkdir -p $E/detections $R
+  . bench/score_both_paths.sh
+  score trainval_easy_bg_s5 $V/bccd_trainval_easy_bg_s5
+  score trainval_easy_bg_s6 $V/bccd_trainval_easy_bg_s6
+  $PY -m ensemble create $E/easy_bg_0_trainval_56 $B/bccd $V/bccd_trainval_easy_bg_s5 $V/bccd_trainval_easy_bg_s6 \
+    --multibox $B/bccd/multibox > /dev/null
+  score easy_bg_0_trainval_56_noflip $E/easy_bg_0_trainval_56 --set test.flip_vote=false
+  $PY -m ensemble create $E/easy_bg_012_trainval_56 $B/bccd $B/bccd_s1 $B/bccd_s2 $V/bccd_trainval_easy_bg_s5 \
+    $V/bccd_trainval_easy_bg_s6 --multibox $B/bccd/multibox > /dev/null
+  score easy_bg_012_trainval_56_noflip $E/easy_bg_012_trainval_56 --set test.flip_vote=false ;;
 *)
-  echo "usage: sh bench/trainval_members.sh train|score" >&2; exit 2 ;;
+  echo "usage: sh bench/trainval_members.sh train|score|score_easy_bg" >&2; exit 2 ;;
 esac
