@@ -4,8 +4,10 @@
 # rest as the leave-one-out runs: 600 px set explicitly (the code they were trained with,
 # 9ad116a, derived 576 from trainval's platelets; it derives 600 now, rounding up), seeds 3
 # and 4, 100 minutes each, one thread each, side by side (~100 min):
-#   sh bench/trainval_members.sh train         # each with an empty proposal cache, CACHE<seed>
-                                              # (the runs in the README: CACHE=/work/cache_tv)
+#   SET=train.easy_bg_fraction=0.0 sh bench/trainval_members.sh train
+#       each with an empty proposal cache, CACHE<seed> (the runs in the README: CACHE=/work/cache_tv);
+#       they were trained before the default drew half the background from regions overlapping no
+#       object, hence the SET to retrain them as they were
 # then, on an idle machine, each alone (own MultiBox, as trained) and voting with the
 # leave-one-out runs (runs/leave_one_out/bccd*, no flip), both paths (~10 min):
 #   sh bench/trainval_members.sh score
