@@ -68,7 +68,7 @@ def _run_training(args, device) -> None:
             log.info("derived from the data: %s", note)
         if not any(k.startswith("train.eval_every") for k in overrides):
             cfg.train.eval_every = AUTO_EVAL_EVERY
-        _apply_overrides_again(cfg, overrides, args)        # what the user set wins over what was derived
+        _apply_overrides_again(cfg, overrides)              # what the user set wins over what was derived
     cfg.data.classes = list(dataset.classes)
     dataset, held_out = hold_out_validation(cfg, dataset)
     os.makedirs(args.out, exist_ok=True)
@@ -182,7 +182,8 @@ def default_recipe() -> str:
     raise UserError("configs/default.yaml not found; pass --config")
 
 
-def _apply_overrides_again(cfg, overrides: dict, args) -> None:
+def _apply_overrides_again(cfg, overrides: dict) -> None:
+    """``cfg`` with the ``--set`` overrides written over it again (after the data's derived values)."""
     from core.config import config_from_dict, config_to_dict, set_dotted
     fresh = config_from_dict(set_dotted(config_to_dict(cfg), overrides), "--set")
     for f in ("data", "proposals", "model", "train", "test"):
