@@ -103,7 +103,8 @@ class TrainConfig:
     fg_iou: float = 0.5
     bg_iou_low: float = 0.1
     easy_bg_fraction: float = 0.0      # share of the background drawn from regions under bg_iou_low (R-CNN
-                                       # never shows them: BCCD's unannotated cells, cut at the border)
+                                       # never shows them: BCCD's unannotated cells, cut at the border);
+                                       # 0 is R-CNN's sampling, configs/default.yaml has 0.5
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
