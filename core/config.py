@@ -314,8 +314,10 @@ def set_dotted(values: dict, overrides: dict) -> dict:
     for dotted, value in overrides.items():
         node = values
         *parents, last = dotted.split(".")
-        for p in parents:
+        for depth, p in enumerate(parents):
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):      # train.lr.x=1: lr is a value, not a section
+                raise UserError(f"--set: {'.'.join(parents[:depth + 1])} is a value, not a section ({dotted})")
         node[last] = value
     return values
 

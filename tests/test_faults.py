@@ -192,6 +192,7 @@ def test_a_jpeg_cut_short_is_decoded_with_a_warning(tmp_path, caplog):
     ("train.epochs=0", "train.epochs = 0; it must be >= 1"),
     ("train.lr_steps=[2, x]", "train.lr_steps[1] must be int"),
     ("data.classes=[box, box]", "data.classes names 'box' more than once"),
+    ("train.lr.x=1", "train.lr is a value, not a section"),
 ])
 def test_recipe_values_are_validated(tmp_path, shapes_data, setting, message):
     from synthetic import tiny_config
