@@ -35,18 +35,31 @@ def _resample(dataset, dets: Detections, rows: list[np.ndarray], picks: np.ndarr
     return dataclasses.replace(dataset, images=images), Detections.concatenate(parts)
 
 
-def paired_bootstrap(dataset, dets_a: Detections, dets_b: Detections, metric: str = "voc",
-                     resamples: int = 200, seed: int = 0) -> float:
-    """The share of ``resamples`` image resamples of ``dataset`` on which ``dets_a`` scores a
-    higher mAP than ``dets_b`` (ties count half). Both are detections on the same images."""
+def bootstrap_differences(dataset, dets_a: Detections, dets_b: Detections, metric: str = "voc",
+                          resamples: int = 200, seed: int = 0) -> np.ndarray:
+    """mAP(``dets_a``) - mAP(``dets_b``) on each of ``resamples`` image resamples of
+    ``dataset`` (shape ``(resamples,)``); both are detections on the same images. Its
+    2.5 and 97.5 percentiles are a 95% interval for the gap."""
     from . import evaluate
     ids = [r.image_id for r in dataset.images]
     rows_a, rows_b = _by_image(dets_a, ids), _by_image(dets_b, ids)
     rng = np.random.default_rng(seed)
-    wins = 0.0
-    for _ in range(resamples):
+    gaps = np.empty(resamples)
+    for k in range(resamples):
         picks = rng.integers(0, len(ids), len(ids))
         a = evaluate(*_resample(dataset, dets_a, rows_a, picks), metric).mAP
         b = evaluate(*_resample(dataset, dets_b, rows_b, picks), metric).mAP
-        wins += 1.0 if a > b else 0.5 if a == b else 0.0
-    return wins / resamples
+        gaps[k] = a - b
+    return gaps
+
+
+def paired_bootstrap(dataset, dets_a: Detections, dets_b: Detections, metric: str = "voc",
+                     resamples: int = 200, seed: int = 0) -> float:
+    """The share of ``resamples`` image resamples of ``dataset`` on which ``dets_a`` scores a
+    higher mAP than ``dets_b`` (ties count half). Both are detections on the same images."""
+    return win_share(bootstrap_differences(dataset, dets_a, dets_b, metric, resamples, seed))
+
+
+def win_share(gaps: np.ndarray) -> float:
+    """The share of resamples won by the first set (a gap > 0), ties counting half."""
+    return float(np.mean(gaps > 0) + 0.5 * np.mean(gaps == 0))

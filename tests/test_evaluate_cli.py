@@ -29,6 +29,26 @@ def test_scores_and_writes_json_and_plots(tiny, run_script):
     assert sorted(p.name for p in (tmp / "plots").iterdir()) == ["pr_a.png", "pr_b.png", "pr_curves.png"]
 
 
+def test_compare_scores_both_and_bootstraps_the_gap(tiny, run_script):
+    tmp, root, dets = tiny
+    worse = write_dets(tmp / "worse.json", [("x1", "a", 0.9, [0, 0, 30, 30]), ("x2", "a", 0.6, [5, 5, 25, 25])])
+    out = run_script("evaluate.py", "--dataset", root, "--split", "test", "--detections", dets, "--compare", worse,
+                     "--resamples", "50", "--json", tmp / "r.json")
+    assert out.returncode == 0, out.stderr
+    assert "dets" in out.stdout and "worse" in out.stdout and "95% interval" in out.stdout
+    c = json.loads((tmp / "r.json").read_text())["compare"]
+    # worse: class a 1.0 (two of two, no false positive), class b missed: mAP 0.5
+    assert c["mAP"] == pytest.approx(0.5) and c["per_class"] == {"a": 1.0, "b": 0.0}
+    assert c["gap"] == pytest.approx((5 / 6 + 1) / 2 - 0.5) and c["resamples"] == 50
+    low, high = c["gap_95"]
+    assert low <= high and high > 0
+    # a resample with x1 in it is won (b found); x2 twice (a quarter of them) is lost (a's false positive ranks first)
+    assert 0.6 <= c["win_share"] <= 0.9 and low < 0
+    out = run_script("evaluate.py", "--dataset", root, "--split", "test", "--detections", dets, "--compare", worse,
+                     "--metric", "coco")
+    assert out.returncode == 2 and "--compare" in out.stderr and "Traceback" not in out.stderr
+
+
 def test_unknown_image_or_class_is_an_error(tiny, run_script):
     tmp, root, _ = tiny
     bad = write_dets(tmp / "bad.json", [("x1", "a", 0.9, [0, 0, 30, 30]), ("nope", "a", 0.5, [0, 0, 1, 1]),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 
 from core.errors import UserError, run_cli
@@ -57,6 +58,11 @@ def parse_args(argv=None):
                    help="ILSVRC DET blacklist (default: devkit/data/*det_validation_blacklist.txt for val)")
     p.add_argument("--image-root", metavar="DIR", help="COCO image folder (default: <dataset>/<split>)")
     p.add_argument("--quiet", action="store_true", help="no annotation warnings or progress bars")
+    p.add_argument("--compare", metavar="FILE",
+                   help="another detections JSON on the same split, scored beside these, with the gap's 95%% "
+                        "interval from a paired bootstrap over the images (not with --metric coco)")
+    p.add_argument("--resamples", type=int, default=1000, metavar="N",
+                   help="image resamples for --compare (default 1000, ~20 ms each on 72 images)")
     model = p.add_argument_group("with --model")
     model.add_argument("--save-detections", metavar="FILE",
                        help="where the detections go (default: beside --json, else out/<model>-<split>-detections.json)")
@@ -89,6 +95,10 @@ def main(argv=None) -> int:
         args.split = args.split or model_config(args.model).data.test_split
     if not args.split:
         raise UserError("--split is needed with --detections (e.g. --split test)")
+    if args.compare and args.metric == "coco":
+        raise UserError("--compare: the paired bootstrap takes --metric ilsvrc, voc or voc07, not coco")
+    if args.resamples < 1:
+        raise UserError(f"--resamples must be at least 1, not {args.resamples}")
     dataset = load_dataset(args.dataset, args.split, classes=classes, fmt=args.format, synsets=args.synsets,
                            blacklist=args.blacklist, image_root=args.image_root)
     timing = None
@@ -102,11 +112,19 @@ def main(argv=None) -> int:
         t1 = time.perf_counter()
         results = {"AP": evaluate(dataset, dets, args.metric, ignore_unknown=args.ignore_unknown)}
     t2 = time.perf_counter()
-    print(format_table(results, dataset))
-    print(f"loaded in {t1 - t0:.2f} s, scored in {t2 - t1:.2f} s" if not args.model else
-          f"detected and scored in {t2 - t0:.1f} s")
     names = list(results)
     result = results["ensemble"] if "ensemble" in results else results[names[0]]
+    table = dict(results)
+    if args.compare and args.detections:     # two files: each column named by its file
+        table = {os.path.splitext(os.path.basename(args.detections))[0][:24]: result}
+    comparison = compare(args, dataset, dets_scored, result.mAP) if args.compare else None
+    if comparison:
+        table[comparison["name"] if comparison["name"] not in table else "compared"] = comparison["result"]
+    print(format_table(table, dataset))
+    print(f"loaded in {t1 - t0:.2f} s, scored in {t2 - t1:.2f} s" if not args.model else
+          f"detected and scored in {t2 - t0:.1f} s")
+    if comparison:
+        print(comparison["line"])
     analysis = None
     if result.metric != "coco" and (args.report or (args.json and len(dets_scored) <= ANALYSIS_MAX_DETECTIONS)):
         from eval.analysis import analyze
@@ -119,6 +137,8 @@ def main(argv=None) -> int:
             out["members"] = {n: r.to_json() for n, r in results.items() if n != "ensemble"}
         if timing:
             out["seconds_per_image"] = timing
+        if comparison:
+            out["compare"] = dict(comparison["summary"], **comparison["result"].to_json())
         write_json(args.json, out)
         print(f"wrote {args.json}")
     if args.report:
@@ -137,8 +157,6 @@ def run_model(args, dataset) -> tuple[dict, dict, object] | None:
     """Detect over the split with a model or ensemble (members reported too), save the
     detections, and score each result: ({name: result}, seconds per image per stage). Under torchrun the ranks share the images and
     rank 0 scores them (the others return None)."""
-    import os
-
     from core import distributed
     from core.config import override_test_settings, parse_overrides
     from core.structures import write_detections
@@ -172,6 +190,27 @@ def run_model(args, dataset) -> tuple[dict, dict, object] | None:
     order = [main_name] + [n for n in detections if n != main_name]
     return {n: evaluate(dataset, detections[n], args.metric) for n in order}, timing, detections[main_name]
 
+
+def compare(args, dataset, dets, mAP: float) -> dict:
+    """Score ``args.compare`` on the same images and bootstrap the mAP gap (``dets``, whose
+    mAP is ``mAP``, minus those) over image resamples: a gap whose interval holds 0 is within what the test images'
+    own spread moves (eval/bootstrap.py)."""
+    import numpy as np
+
+    from core.structures import read_detections
+    from eval import evaluate
+    from eval.bootstrap import bootstrap_differences, win_share
+    other = read_detections(args.compare, args.ignore_invalid, dataset.category_names)
+    result = evaluate(dataset, other, args.metric, ignore_unknown=args.ignore_unknown)
+    gaps = bootstrap_differences(dataset, dets, other, args.metric, args.resamples)
+    low, high = np.percentile(gaps, [2.5, 97.5])
+    summary = {"detections": args.compare, "gap": mAP - result.mAP, "gap_95": [float(low), float(high)],
+               "resamples": args.resamples, "win_share": win_share(gaps)}
+    line = (f"these minus {args.compare}: mAP {summary['gap']:+.4f}, 95% interval {low:+.4f} .. {high:+.4f} "
+            f"over {args.resamples} image resamples (paired bootstrap); these score higher on "
+            f"{100 * summary['win_share']:.0f}% of them")
+    name = os.path.splitext(os.path.basename(args.compare))[0][:24]
+    return {"name": name, "result": result, "summary": summary, "line": line}
 
 
 def cli() -> None:
