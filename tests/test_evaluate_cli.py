@@ -47,6 +47,10 @@ def test_compare_scores_both_and_bootstraps_the_gap(tiny, run_script):
     out = run_script("evaluate.py", "--dataset", root, "--split", "test", "--detections", dets, "--compare", worse,
                      "--metric", "coco")
     assert out.returncode == 2 and "--compare" in out.stderr and "Traceback" not in out.stderr
+    stray = write_dets(tmp / "stray.json", [("nope", "a", 0.9, [0, 0, 30, 30])])
+    out = run_script("evaluate.py", "--dataset", root, "--split", "test", "--detections", dets, "--compare", stray)
+    assert out.returncode == 2 and "--compare" in out.stderr and "stray.json" in out.stderr
+    assert "not in split" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_unknown_image_or_class_is_an_error(tiny, run_script):

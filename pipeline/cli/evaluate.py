@@ -201,7 +201,10 @@ def compare(args, dataset, dets, mAP: float) -> dict:
     from eval import evaluate
     from eval.bootstrap import bootstrap_differences, win_share
     other = read_detections(args.compare, args.ignore_invalid, dataset.category_names)
-    result = evaluate(dataset, other, args.metric, ignore_unknown=args.ignore_unknown)
+    try:
+        result = evaluate(dataset, other, args.metric, ignore_unknown=args.ignore_unknown)
+    except UserError as e:         # say which of the two files it is
+        raise UserError(f"--compare {args.compare}: {e}") from None
     gaps = bootstrap_differences(dataset, dets, other, args.metric, args.resamples)
     low, high = np.percentile(gaps, [2.5, 97.5])
     summary = {"detections": args.compare, "gap": mAP - result.mAP, "gap_95": [float(low), float(high)],
