@@ -62,7 +62,7 @@ def parse_args(argv=None):
                    help="another detections JSON on the same split, scored beside these, with the gap's 95%% "
                         "interval from a paired bootstrap over the images (not with --metric coco)")
     p.add_argument("--resamples", type=int, default=1000, metavar="N",
-                   help="image resamples for --compare (default 1000, ~20 ms each on 72 images)")
+                   help="image resamples for --compare (default 1000)")
     model = p.add_argument_group("with --model")
     model.add_argument("--save-detections", metavar="FILE",
                        help="where the detections go (default: beside --json, else out/<model>-<split>-detections.json)")
