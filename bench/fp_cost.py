@@ -1,9 +1,8 @@
 """What each kind of false positive costs one class's AP (Hoiem et al. 2012's "impact"):
 the AP again with every false positive of that kind removed, at all scores. The kinds
-are eval/analysis.py's (duplicate, mislocalized, background; "other class" counts as
-background here, since only the class's own objects are looked at); background ones are
-split further into those in images where none of the class is annotated, those touching
-the border, and the rest. Seconds, no network:
+are eval/analysis.py's (duplicate, mislocalized, other class, background); background
+ones are split further into those in images where none of the class is annotated, those
+touching the border, and the rest. Seconds, no network:
 
     python bench/fp_cost.py --dataset ../shared/datasets/bccd --split test --class RBC \\
         bench/results/bccd_test_voc-detections.json bench/results/peer_bccd_s1_test-detections.json
@@ -20,9 +19,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from core.boxes import pairwise_iou  # noqa: E402
 from core.datasets import load_dataset  # noqa: E402
+from core.errors import UserError  # noqa: E402
 from core.structures import Detections, read_detections  # noqa: E402
 from eval import detection_status, evaluate  # noqa: E402
-from eval.analysis import touches_border  # noqa: E402
+from eval.analysis import false_positive_kind, touches_border  # noqa: E402
 
 
 def _without(dets: Detections, drop: np.ndarray) -> Detections:
@@ -38,20 +38,20 @@ def fp_costs(dataset, dets: Detections, cls: str) -> dict:
     kind = np.full(len(dets), "", object)
     for i in np.flatnonzero((status == 0) & (dets.labels == cls)):
         rec = records[str(dets.image_ids[i])]
-        own = rec.boxes[(rec.labels == c) & ~rec.difficult]
-        best = pairwise_iou(dets.boxes[i:i + 1], own).max() if len(own) else 0.0
-        if best >= 0.5:
-            kind[i] = "duplicate"
-        elif best >= 0.1:
-            kind[i] = "mislocalized"
-        elif not len(own):
+        own, other = rec.boxes[(rec.labels == c) & ~rec.difficult], rec.boxes[(rec.labels != c) & ~rec.difficult]
+        best_own = pairwise_iou(dets.boxes[i:i + 1], own).max() if len(own) else 0.0
+        best_other = pairwise_iou(dets.boxes[i:i + 1], other).max() if len(other) else 0.0
+        kind[i] = false_positive_kind(best_own, best_other)
+        if kind[i] != "background":
+            continue
+        if not len(own):
             kind[i] = "background, image without the class"
         elif touches_border(dets.boxes[i:i + 1], rec.width, rec.height)[0]:
             kind[i] = "background, at the border"
         else:
             kind[i] = "background, inside"
     out = {"AP": evaluate(dataset, dets, "voc").per_class[cls]}
-    for k in ("duplicate", "mislocalized", "background, image without the class", "background, at the border",
+    for k in ("duplicate", "mislocalized", "other class", "background, image without the class", "background, at the border",
               "background, inside"):
         mask = kind == k
         out[k] = (int((mask & (dets.scores >= 0.3)).sum()), evaluate(dataset, _without(dets, mask), "voc").per_class[cls])
@@ -68,15 +68,19 @@ def main() -> None:
     p.add_argument("--split", default="test")
     p.add_argument("--class", dest="cls", required=True)
     args = p.parse_args()
-    dataset = load_dataset(args.dataset, args.split)
-    if args.cls not in dataset.classes:
-        sys.exit(f"fp_cost.py: --class {args.cls!r} is not a class of {args.dataset} ({', '.join(dataset.classes)})")
+    try:
+        dataset = load_dataset(args.dataset, args.split)
+        if args.cls not in dataset.classes:
+            raise UserError(f"--class {args.cls!r} is not a class of {args.dataset} ({', '.join(dataset.classes)})")
+        detections = [read_detections(d) for d in args.detections]
+    except UserError as e:
+        sys.exit(f"fp_cost.py: {e}")
     print(f"{args.cls} AP on {args.split}, and without each kind of false positive "
           "(false positives scoring >= 0.3: AP without them)\n")
     names = [os.path.join(os.path.basename(os.path.dirname(d)), os.path.basename(d)) for d in args.detections]
     print("| false positives | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(args.detections))
-    costs = [fp_costs(dataset, read_detections(d), args.cls) for d in args.detections]
+    costs = [fp_costs(dataset, d, args.cls) for d in detections]
     print("| none removed (AP) | " + " | ".join(f"{c['AP']:.3f}" for c in costs) + " |")
     for k in list(costs[0])[1:]:
         print(f"| {k} | " + " | ".join(f"{c[k][0]}: {c[k][1]:.3f}" for c in costs) + " |")

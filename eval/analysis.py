@@ -34,6 +34,16 @@ def touches_border(boxes: np.ndarray, width, height) -> np.ndarray:
             | (boxes[:, 2] >= np.asarray(width) - BORDER_PIXELS) | (boxes[:, 3] >= np.asarray(height) - BORDER_PIXELS))
 
 
+def false_positive_kind(best_same: float, best_other: float, iou: float = 0.5) -> str:
+    """One of FP_KINDS for a false positive whose best IoU is ``best_same`` with an object
+    of its own class and ``best_other`` with an object of another class."""
+    if best_same >= iou:
+        return "duplicate"
+    if best_same >= 0.1:
+        return "mislocalized"
+    return "other class" if best_other >= 0.1 else "background"
+
+
 def analyze(dataset, dets, score_threshold: float = 0.3, iou: float = 0.5) -> dict:
     """{"confusion": {"classes": [...,"background"], "matrix": rows x cols counts, ...},
     "false_positives": {class: {kind: count, ..., "true_positives": n, "background_at_border": share}},
@@ -81,16 +91,9 @@ def analyze(dataset, dets, score_threshold: float = 0.3, iou: float = 0.5) -> di
             n_fp += 1
             best_same = ious[same].max() if same.any() else 0.0
             best_other = ious[~same].max() if (~same).any() else 0.0
-            if best_same >= iou:
-                kind = "duplicate"
-            elif best_same >= 0.1:
-                kind = "mislocalized"
-            elif best_other >= 0.1:
-                kind = "other class"
-            else:
-                kind = "background"
-                if touches_border(boxes[d:d + 1], rec.width, rec.height)[0]:
-                    fp[classes[c]]["background_at_border"] += 1
+            kind = false_positive_kind(best_same, best_other, iou)
+            if kind == "background" and touches_border(boxes[d:d + 1], rec.width, rec.height)[0]:
+                fp[classes[c]]["background_at_border"] += 1
             fp[classes[c]][kind] += 1
         for g in np.flatnonzero(~taken_any):
             matrix[gt_labels[g], k] += 1
