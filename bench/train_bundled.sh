@@ -1,5 +1,7 @@
 #!/bin/sh
-# Trains the bundled models into runs/ (resumable: rerun after a kill), in this order:
+# Trains the bundled models into runs/ (resumable: rerun after a kill), in this order, or
+# only the parts named (`sh bench/train_bundled.sh raccoon`; parts: bccd raccoon bccd_warp
+# bccd_plain; bccd_warp and bccd_plain need bccd's MultiBox):
 #   runs/bccd       an ensemble of 3 runs of the default recipe on BCCD, each
 #                   `train.py --dataset ../shared/datasets/bccd --minutes 100` (its own
 #                   MultiBox, validation on 60 val images, the other 27 training beside
@@ -32,24 +34,42 @@
 set -e
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-mkdir -p runs
-pids=""
-for seed in 0 1 2; do
-  resume=""; [ -d runs/bccd/member-$seed ] && resume="--resume"
-  [ -e runs/bccd/member-$seed/model.pt ] && continue          # finished (a --minutes run cannot be resumed then)
-  OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $PY train.py --dataset ../shared/datasets/bccd --out runs/bccd/member-$seed \
-    --minutes 100 --set train.seed=$seed $resume --no-progress >> runs/bccd-member-$seed.log 2>&1 &
-  pids="$pids $!"
-  if [ $seed = 1 ]; then for pid in $pids; do wait $pid; done; pids=""; fi   # two at a time (set -e does not see a background job fail; wait does)
+PARTS=${*:-bccd raccoon bccd_warp bccd_plain}
+for part in $PARTS; do
+  case $part in bccd|raccoon|bccd_warp|bccd_plain) ;;
+    *) echo "train_bundled.sh: unknown part '$part' (bccd, raccoon, bccd_warp, bccd_plain)" >&2; exit 2;; esac
 done
-for pid in $pids; do wait $pid; done
-$PY -m ensemble create runs/bccd runs/bccd/member-0 runs/bccd/member-1 runs/bccd/member-2 \
-  --multibox runs/bccd/member-0/multibox >> runs/bccd.log 2>&1
-$PY train.py --config configs/raccoon.yaml --out runs/raccoon --ensemble 2 --resume --no-progress >> runs/raccoon.log 2>&1
-mkdir -p runs/bccd_warp
-[ -e runs/bccd_warp/multibox ] || cp -r runs/bccd/member-0/multibox runs/bccd_warp/multibox
-$PY train.py --config bench/recipes/bccd_warp.yaml --out runs/bccd_warp --resume --no-progress >> runs/bccd_warp.log 2>&1
-# not bundled: the recipe without class-balanced sampling, 2 seeds (README, *Bundled models*)
-mkdir -p runs/bccd_plain
-[ -e runs/bccd_plain/multibox ] || cp -r runs/bccd/member-0/multibox runs/bccd_plain/multibox
-$PY train.py --config bench/recipes/bccd_plain_sampling.yaml --out runs/bccd_plain --ensemble 2 --resume --no-progress >> runs/bccd_plain.log 2>&1
+mkdir -p runs
+
+bccd() {
+  pids=""
+  for seed in 0 1 2; do
+    resume=""; [ -d runs/bccd/member-$seed ] && resume="--resume"
+    [ -e runs/bccd/member-$seed/model.pt ] && continue          # finished (a --minutes run cannot be resumed then)
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $PY train.py --dataset ../shared/datasets/bccd --out runs/bccd/member-$seed \
+      --minutes 100 --set train.seed=$seed $resume --no-progress >> runs/bccd-member-$seed.log 2>&1 &
+    pids="$pids $!"
+    if [ $seed = 1 ]; then for pid in $pids; do wait $pid; done; pids=""; fi   # two at a time (set -e does not see a background job fail; wait does)
+  done
+  for pid in $pids; do wait $pid; done
+  $PY -m ensemble create runs/bccd runs/bccd/member-0 runs/bccd/member-1 runs/bccd/member-2 \
+    --multibox runs/bccd/member-0/multibox >> runs/bccd.log 2>&1
+}
+
+raccoon() {
+  $PY train.py --config configs/raccoon.yaml --out runs/raccoon --ensemble 2 --resume --no-progress >> runs/raccoon.log 2>&1
+}
+
+bccd_warp() {
+  mkdir -p runs/bccd_warp
+  [ -e runs/bccd_warp/multibox ] || cp -r runs/bccd/member-0/multibox runs/bccd_warp/multibox
+  $PY train.py --config bench/recipes/bccd_warp.yaml --out runs/bccd_warp --resume --no-progress >> runs/bccd_warp.log 2>&1
+}
+
+bccd_plain() {   # not bundled: the recipe without class-balanced sampling, 2 seeds (README, *Bundled models*)
+  mkdir -p runs/bccd_plain
+  [ -e runs/bccd_plain/multibox ] || cp -r runs/bccd/member-0/multibox runs/bccd_plain/multibox
+  $PY train.py --config bench/recipes/bccd_plain_sampling.yaml --out runs/bccd_plain --ensemble 2 --resume --no-progress >> runs/bccd_plain.log 2>&1
+}
+
+for part in $PARTS; do $part; done
