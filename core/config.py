@@ -89,6 +89,9 @@ class ModelConfig:
                                        # (R-CNN's context_pad, counted in window bins)
     fine_features: bool = False        # shared: cut regions at stride 8 from 4e upsampled + a 1x1
                                        # projection of 3b (a top-down merge, for small objects)
+    region_grid: int = 1               # a region's feature: 5b average-pooled to g x g cells, concatenated.
+                                       # 1 is the paper's global average; 2 keeps where in the box a part is
+                                       # (a cell cut by the image border has its flat side in one half)
     bbox_regressor: str = "ridge"      # ridge: R-CNN's regressors fitted on frozen features after
                                        # training; joint: Fast R-CNN's layer trained with the classifier
 
@@ -238,7 +241,7 @@ RANGES = {
     ("model", "width"): (0, None, False), ("model", "image_scale"): (16, None, True),
     ("model", "max_image_side"): (16, None, True), ("model", "roi_size"): (1, None, True),
     ("model", "roi_sampling"): (0, None, True), ("model", "input_size"): (16, None, True),
-    ("model", "roi_context"): (0, None, True), ("model", "context_pad"): (0, None, True),
+    ("model", "roi_context"): (0, None, True), ("model", "region_grid"): (1, None, True), ("model", "context_pad"): (0, None, True),
     ("test", "score_threshold"): (0, 1, True), ("test", "nms_iou"): (0, 1, True), ("test", "box_vote"): (0, 1, True),
     ("test", "soft_nms"): (0, None, True), ("test", "scales"): (16, None, True),
     ("test", "max_per_image"): (1, None, True), ("test", "batch_regions"): (1, None, True),

@@ -14,7 +14,8 @@
   classifier sees around the region, and beyond the image border (zeros), which is
   where annotators leave cut-off cells out.
 
-Either way a region ends as the 1024-d (times width) average-pooled feature that the
+Either way a region ends as the 1024-d (times width) average-pooled feature (with
+``region_grid`` g > 1, g x g cell averages side by side: g*g times as long) that the
 softmax classifier, the bounding-box regressors and the optional SVMs all read. With
 ``bbox_regressor: joint`` a linear layer on that feature predicts class-specific box
 deltas and trains with the classifier (Fast R-CNN's multi-task loss); with ``ridge``
@@ -39,10 +40,17 @@ class RegionClassifier(nn.Module):
         self.num_classes = num_classes
         self.net = build_googlenet(model_cfg.arch, num_classes + 1, model_cfg.batch_norm, model_cfg.width,
                                    model_cfg.aux_classifiers, model_cfg.init)
+        self.grid = model_cfg.region_grid
+        if self.grid > 1:
+            # the softmax reads g*g cells of 5b instead of their average: a wider layer, the
+            # network's own init (small weights, first logits near 0)
+            self.net.classifier = nn.Linear(self.feature_dim, num_classes + 1)
+            nn.init.normal_(self.net.classifier.weight, std=0.01)
+            nn.init.zeros_(self.net.classifier.bias)
         self.bbox_pred = None
         if model_cfg.bbox_regressor == "joint":
             # Fast R-CNN: small initial weights, so early deltas are ~0 and boxes stay put
-            self.bbox_pred = nn.Linear(self.net.feature_dim, 4 * num_classes)
+            self.bbox_pred = nn.Linear(self.feature_dim, 4 * num_classes)
             nn.init.normal_(self.bbox_pred.weight, std=0.001)
             nn.init.zeros_(self.bbox_pred.bias)
         self.lateral = None
@@ -60,7 +68,15 @@ class RegionClassifier(nn.Module):
 
     @property
     def feature_dim(self) -> int:
-        return self.net.feature_dim
+        return self.net.feature_dim * self.grid ** 2
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """(R, C, h, w) 5b maps -> (R, feature_dim) region features: the global average, or
+        with ``region_grid`` g the g x g cell averages, cell-major (C values per cell)."""
+        if self.grid == 1:
+            return self.net.pool(x)
+        cells = nn.functional.adaptive_avg_pool2d(x, self.grid)          # (R, C, g, g)
+        return cells.permute(0, 2, 3, 1).flatten(1)
 
     def _aux_taps(self):
         return ("4a", "4d") if self.training and self.net.aux is not None else ()
@@ -72,7 +88,7 @@ class RegionClassifier(nn.Module):
 
     def forward_warp(self, crops: torch.Tensor):
         x, tapped = self.net.run(crops, taps=self._aux_taps())
-        return self._outputs(self.net.pool(x), [self.net.aux[k](tapped[k]) for k in tapped])
+        return self._outputs(self.pool(x), [self.net.aux[k](tapped[k]) for k in tapped])
 
     def _outputs(self, feats: torch.Tensor, aux: list):
         """(features (R, D), logits (R, C+1), deltas (R, C, 4) or None, aux logits)."""
@@ -95,7 +111,7 @@ class RegionClassifier(nn.Module):
             return roi_align(fmap, [windows], output_size=size, spatial_scale=1.0 / fmap_stride,
                              sampling_ratio=self.cfg.roi_sampling, aligned=True)
         y, _ = self.net.run(cut(x, stride), start=SHARED_STOP)
-        return self._outputs(self.net.pool(y), [self.net.aux[k](cut(tapped[k], STRIDE[k])) for k in tapped])
+        return self._outputs(self.pool(y), [self.net.aux[k](cut(tapped[k], STRIDE[k])) for k in tapped])
 
     def regions(self, image: torch.Tensor, boxes: torch.Tensor, batch: int = 256, short_side: int | None = None):
         """(features, logits, deltas or None, aux logits) for boxes in the *original* image's pixels.

@@ -197,3 +197,41 @@ def test_test_scales_are_checked_and_set_from_the_command_line(tmp_path, shapes_
     assert load_config(str(path), {"test.scales": [560, 640]}).test.scales == [560, 640]
     with pytest.raises(UserError, match=r"test.scales = \[560, 8\]; it must be >= 16"):
         load_config(str(path), {"test.scales": [560, 8]})
+
+
+def test_region_grid_keeps_the_cell_averages_side_by_side_and_trains_end_to_end(tmp_path, shapes_data):
+    from core.config import load_config
+    from detector.model import DetectorModel
+    from detector.region_classifier import RegionClassifier
+    from synthetic import tiny_config
+    cfg = tiny_config(tmp_path / "c.yaml", shapes_data, method="ss", epochs=1)
+    model_cfg = load_config(str(cfg)).model
+    model_cfg.roi_size, model_cfg.region_grid = 8, 2
+    torch.manual_seed(0)
+    net = RegionClassifier(model_cfg, 2).eval()
+    assert net.feature_dim == 4 * net.net.feature_dim and net.net.classifier.in_features == net.feature_dim
+    image, boxes = torch.randn(3, 96, 128), torch.tensor([[8.0, 8.0, 40.0, 40.0], [50.0, 20.0, 120.0, 90.0]])
+    feats, logits, _, _ = net(image, boxes)
+    # the 4x4 5b map of each region, averaged over each 2x2 quarter: cell (0, 0) first
+    window = roi_align_window(net, image, boxes, model_cfg)
+    y = net.net.run(window, start="4e")[0]
+    assert y.shape[-2:] == (4, 4)
+    c = net.net.feature_dim
+    assert torch.allclose(feats[:, :c], y[:, :, :2, :2].mean((2, 3)), atol=1e-5)          # top left
+    assert torch.allclose(feats[:, 3 * c:], y[:, :, 2:, 2:].mean((2, 3)), atol=1e-5)      # bottom right
+    # the four quarters average to the paper's global feature
+    assert torch.allclose(feats.view(2, 4, c).mean(1), net.net.pool(y), atol=1e-5)
+    assert logits.shape == (2, 3)
+
+    r = train_tiny(cfg, tmp_path / "m", tmp_path / "cache", "--max-steps", "3",
+                   "--set", "model.region_grid=2", "model.roi_size=8")
+    assert r.returncode == 0, r.stderr[-2000:]
+    model = DetectorModel.load(str(tmp_path / "m"))
+    assert model.net.grid == 2 and model.heads["bbox_W"].shape[1] == model.net.feature_dim
+
+
+def roi_align_window(net, image, boxes, model_cfg):
+    """The roi_size window shared mode cuts from 4e for each box (no fine features)."""
+    from torchvision.ops import roi_align
+    fmap, _ = net.net.run(image[None], stop="4e")
+    return roi_align(fmap, [boxes], model_cfg.roi_size, 1 / 16, model_cfg.roi_sampling, aligned=True)
