@@ -1,0 +1,32 @@
+#!/bin/sh
+# Screens one lever on BCCD at a short budget, region classifier only (issue #13: "screen
+# levers at a fixed shorter budget"): models/bccd's MultiBox is copied in, so all MINUTES
+# go to the classifier (the default recipe derived from the data, as its members were
+# trained), then the test split is scored on the paper path.
+#
+#   OMP_NUM_THREADS=1 sh bench/screen_lever.sh NAME MINUTES SEED [KEY=VALUE ...]
+#   OMP_NUM_THREADS=1 sh bench/screen_lever.sh base 40 0
+#   OMP_NUM_THREADS=1 sh bench/screen_lever.sh grid2 40 0 model.region_grid=2
+#
+# Run: runs/screen/NAME (rerun resumes it); results: bench/results/screen/NAME.json (per-class
+# AP), NAME-detections.json, NAME_train.log. Compare two rows with
+#   python evaluate.py --dataset ../shared/datasets/bccd --split test \
+#     --detections bench/results/screen/A-detections.json --compare bench/results/screen/B-detections.json
+# A row is only comparable with rows of the same MINUTES, run the same way (one thread each,
+# at most two at a time: the budget is wall time).
+set -e
+cd "$(dirname "$0")/.."
+[ $# -ge 3 ] || { echo "usage: sh bench/screen_lever.sh NAME MINUTES SEED [KEY=VALUE ...]" >&2; exit 2; }
+name=$1 minutes=$2 seed=$3; shift 3
+PY=${PYTHON:-.venv/bin/python}
+CACHE=${CACHE_DIR:-runs/screen/cache}
+out=runs/screen/$name res=bench/results/screen
+mkdir -p "$out" "$res"
+[ -e "$out/multibox/multibox.pt" ] || cp -r models/bccd/multibox "$out/multibox"
+if [ ! -e "$out/model.pt" ]; then
+  resume=""; [ -e "$out/budget.json" ] && resume="--resume"
+  $PY train.py --dataset ../shared/datasets/bccd --out "$out" --minutes "$minutes" --cache-dir "$CACHE" \
+    --no-progress $resume --set train.seed="$seed" "$@" >> "$res/${name}_train.log" 2>&1
+fi
+$PY evaluate.py --dataset ../shared/datasets/bccd --split test --model "$out" --metric voc --quiet \
+  --cache-dir "$CACHE" --json "$res/$name.json" --save-detections "$res/$name-detections.json"
