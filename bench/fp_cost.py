@@ -6,6 +6,10 @@ touching the border, and the rest. Seconds, no network:
 
     python bench/fp_cost.py --dataset ../shared/datasets/bccd --split test --class RBC \\
         bench/results/bccd_test_voc-detections.json bench/results/peer_bccd_s1_test-detections.json
+
+With ``--draw DIR`` it also draws the images where the first file has the most background
+false positives (score >= ``--draw-score``) more than the second: the class's annotated
+boxes green, the first file's background false positives red, the second's blue (inset).
 """
 from __future__ import annotations
 
@@ -30,8 +34,8 @@ def _without(dets: Detections, drop: np.ndarray) -> Detections:
     return Detections(dets.image_ids[keep], dets.labels[keep], dets.scores[keep], dets.boxes[keep])
 
 
-def fp_costs(dataset, dets: Detections, cls: str) -> dict:
-    """{"AP": ap, kind: (false positives scoring >= 0.3, AP without that kind's false positives)}."""
+def fp_kinds(dataset, dets: Detections, cls: str) -> np.ndarray:
+    """(N,) str: each detection's false-positive kind ("" for true positives and other classes)."""
     records = {r.image_id: r for r in dataset.images}
     c = dataset.classes.index(cls)
     status = detection_status(dataset, dets, "voc")
@@ -50,6 +54,12 @@ def fp_costs(dataset, dets: Detections, cls: str) -> dict:
             kind[i] = "background, at the border"
         else:
             kind[i] = "background, inside"
+    return kind
+
+
+def fp_costs(dataset, dets: Detections, cls: str) -> dict:
+    """{"AP": ap, kind: (false positives scoring >= 0.3, AP without that kind's false positives)}."""
+    kind = fp_kinds(dataset, dets, cls)
     out = {"AP": evaluate(dataset, dets, "voc").per_class[cls]}
     for k in ("duplicate", "mislocalized", "other class", "background, image without the class", "background, at the border",
               "background, inside"):
@@ -61,13 +71,47 @@ def fp_costs(dataset, dets: Detections, cls: str) -> dict:
     return out
 
 
+def draw_background(dataset, first: Detections, second: Detections, cls: str, out_dir: str, images: int,
+                    score: float) -> list[tuple[str, int, int]]:
+    """PNGs of the ``images`` images where ``first`` has the most background false positives
+    of ``cls`` more than ``second`` (scoring >= ``score``); returns (path, first's count,
+    second's count) for each."""
+    from PIL import Image, ImageDraw
+    picked = []
+    for dets in (first, second):
+        kind = np.char.startswith(fp_kinds(dataset, dets, cls).astype(str), "background") & (dets.scores >= score)
+        picked.append({r.image_id: dets.boxes[kind & (dets.image_ids.astype(str) == r.image_id)] for r in dataset.images})
+    records = sorted(dataset.images, key=lambda r: (len(picked[1][r.image_id]) - len(picked[0][r.image_id]), r.image_id))
+    os.makedirs(out_dir, exist_ok=True)
+    c, paths = dataset.classes.index(cls), []
+    for rec in records[:images]:
+        im = Image.open(rec.path).convert("RGB")
+        draw = ImageDraw.Draw(im)
+        for box in rec.boxes[rec.labels == c]:
+            draw.rectangle([float(v) for v in box], outline=(0, 190, 0), width=2)
+        for box in picked[0][rec.image_id]:
+            draw.rectangle([float(v) for v in box], outline=(230, 0, 0), width=3)
+        for x1, y1, x2, y2 in picked[1][rec.image_id]:
+            draw.rectangle([float(x1) + 4, float(y1) + 4, float(x2) - 4, float(y2) - 4], outline=(0, 60, 255), width=2)
+        paths.append((os.path.join(out_dir, f"{rec.image_id}.png"), len(picked[0][rec.image_id]),
+                      len(picked[1][rec.image_id])))
+        im.save(paths[-1][0])
+    return paths
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("detections", nargs="+")
     p.add_argument("--dataset", required=True)
     p.add_argument("--split", default="test")
     p.add_argument("--class", dest="cls", required=True)
+    p.add_argument("--draw", metavar="DIR", help="draw the images where the first file has the most background "
+                   "false positives more than the second (needs two files)")
+    p.add_argument("--draw-images", type=int, default=4, metavar="N")
+    p.add_argument("--draw-score", type=float, default=0.5, metavar="S")
     args = p.parse_args()
+    if args.draw and len(args.detections) < 2:
+        p.error("--draw compares two detections files")
     try:
         dataset = load_dataset(args.dataset, args.split)
         if args.cls not in dataset.classes:
@@ -84,6 +128,11 @@ def main() -> None:
     print("| none removed (AP) | " + " | ".join(f"{c['AP']:.3f}" for c in costs) + " |")
     for k in list(costs[0])[1:]:
         print(f"| {k} | " + " | ".join(f"{c[k][0]}: {c[k][1]:.3f}" for c in costs) + " |")
+    if args.draw:
+        paths = draw_background(dataset, detections[0], detections[1], args.cls, args.draw, args.draw_images,
+                                args.draw_score)
+        print(f"\ndrew {len(paths)} images to {args.draw} (background false positives scoring >= {args.draw_score}, "
+              "first file / second): " + ", ".join(f"{os.path.basename(q)} {a} / {b}" for q, a, b in paths))
 
 
 if __name__ == "__main__":
