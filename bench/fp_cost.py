@@ -129,8 +129,11 @@ def main() -> None:
     for k in list(costs[0])[1:]:
         print(f"| {k} | " + " | ".join(f"{c[k][0]}: {c[k][1]:.3f}" for c in costs) + " |")
     if args.draw:
-        paths = draw_background(dataset, detections[0], detections[1], args.cls, args.draw, args.draw_images,
-                                args.draw_score)
+        try:
+            paths = draw_background(dataset, detections[0], detections[1], args.cls, args.draw, args.draw_images,
+                                    args.draw_score)
+        except OSError as e:
+            sys.exit(f"fp_cost.py: --draw {args.draw}: {e.strerror or e}")
         print(f"\ndrew {len(paths)} images to {args.draw} (background false positives scoring >= {args.draw_score}, "
               "first file / second): " + ", ".join(f"{os.path.basename(q)} {a} / {b}" for q, a, b in paths))
 

@@ -91,7 +91,7 @@ class ModelConfig:
                                        # projection of 3b (a top-down merge, for small objects)
     region_grid: int = 1               # a region's feature: 5b average-pooled to g x g cells, concatenated.
                                        # 1 is the paper's global average; 2 keeps where in the box a part is
-                                       # (a cell cut by the image border has its flat side in one half)
+                                       # (BCCD screening 0.884 against 0.891: not adopted, docs/ablation.md)
     bbox_regressor: str = "ridge"      # ridge: R-CNN's regressors fitted on frozen features after
                                        # training; joint: Fast R-CNN's layer trained with the classifier
 
@@ -241,7 +241,8 @@ RANGES = {
     ("model", "width"): (0, None, False), ("model", "image_scale"): (16, None, True),
     ("model", "max_image_side"): (16, None, True), ("model", "roi_size"): (1, None, True),
     ("model", "roi_sampling"): (0, None, True), ("model", "input_size"): (16, None, True),
-    ("model", "roi_context"): (0, None, True), ("model", "region_grid"): (1, None, True), ("model", "context_pad"): (0, None, True),
+    ("model", "roi_context"): (0, None, True), ("model", "context_pad"): (0, None, True),
+    ("model", "region_grid"): (1, None, True),
     ("test", "score_threshold"): (0, 1, True), ("test", "nms_iou"): (0, 1, True), ("test", "box_vote"): (0, 1, True),
     ("test", "soft_nms"): (0, None, True), ("test", "scales"): (16, None, True),
     ("test", "max_per_image"): (1, None, True), ("test", "batch_regions"): (1, None, True),
