@@ -79,7 +79,7 @@ def _sha1(path: str) -> str:
 
 # Network options added after fingerprints were: at their default they are left out of
 # the signature, so a model directory written before they existed still loads.
-LATER_MODEL_KEYS = ("roi_context", "fine_features")
+LATER_MODEL_KEYS = ("roi_context", "fine_features", "region_grid")
 
 
 def weights_signature(cfg) -> str:

@@ -302,3 +302,22 @@ def test_resume_completes_a_run_that_died_before_writing_its_config(two_runs, tm
     assert r.returncode == 0, r.stderr[-2000:]
     assert (run / "config.yaml").exists() and (run / "manifest.json").exists()
     assert (run / "model.pt").read_bytes() == weights                  # the same trained weights
+
+
+@pytest.mark.parametrize("name", ["bccd", "bccd_warp", "raccoon"])
+def test_every_bundled_model_still_matches_its_fingerprint(name):
+    # a network option added to ModelConfig must not orphan the bundled weights: it goes into
+    # LATER_MODEL_KEYS, or every models/ directory stops loading (as region_grid once did)
+    from pathlib import Path
+
+    from core.config import load_config
+    from core.modeldir import check_fingerprint
+    root = Path(__file__).resolve().parent.parent / "models" / name
+    members = sorted(p.parent for p in root.glob("**/model.pt"))
+    if not members:
+        pytest.skip(f"no bundled models/{name} in this checkout")
+    fingerprinted = [m for m in members if json.loads((m / "manifest.json").read_text()).get("fingerprint")]
+    if name == "bccd":
+        assert fingerprinted == members          # the default bundle is checked for real (bccd_warp predates them)
+    for member in members:
+        check_fingerprint(str(member), load_config(str(member / "config.yaml")))
