@@ -14,7 +14,7 @@ S=${1:?usage: sh bench/compare_peer.sh PEER_SEED [bccd|raccoon]}
 D=${2:-bccd}
 case $D in
   bccd) RUNS="bccd bccd_s1 bccd_s2" ;;
-  raccoon) RUNS="raccoon raccoon_s1" ;;
+  raccoon) RUNS="raccoon raccoon_s1 raccoon_s2" ;;
   *) echo "compare_peer.sh: unknown dataset '$D' (bccd or raccoon)" >&2; exit 2 ;;
 esac
 R=bench/results/peer_compare

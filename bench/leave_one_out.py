@@ -135,6 +135,7 @@ def main():
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                    help="the variant's recipe overrides (train.py --set)")
     args = p.parse_args()
+    from core.fileio import write_json
     overrides = tuple(args.overrides)
     results = os.path.join(ROOT, "bench", "results", results_dir(args.variant))
     os.makedirs(results, exist_ok=True)
@@ -151,16 +152,28 @@ def main():
                   args.cache_dir, seed, overrides)
         for seed in sorted(trained | set(asked)):
             run, out = run_name(name, seed), runs_dir(args.variant, name, seed)
-            if not os.path.exists(os.path.join(out, "model.pt")):
+            row = os.path.join(results, f"{run}_row.json")
+            if os.path.exists(os.path.join(out, "model.pt")):
+                wall = wall_minutes(out, results, run)
+                paper, fast = (score_model(dataset, "test", out, path, os.path.join(results, f"{run}_{path}.json"),
+                                           args.cache_dir, os.path.join(results, f"{run}_eval.log"))
+                               for path in ("paper", "fast"))
+                commit = (_read_result(os.path.join(out, "manifest.json")) or {}).get("code_commit", "?")
+                write_json(row, {"wall_minutes": round(wall, 2), "code_commit": commit})
+            elif os.path.exists(row):
+                # runs/ does not outlive a machine; what was measured on it is in bench/results
+                saved = _read_result(row)
+                wall, commit = saved["wall_minutes"], saved["code_commit"]
+                paper, fast = (_read_result(os.path.join(results, f"{run}_{path}.json")) for path in ("paper", "fast"))
+                if paper is None or fast is None:
+                    print(f"{run}: {out} is gone and its scores are not in {results}; left out of the table")
+                    continue
+                print(f"{run}: {out} is gone; its row comes from {row} and its scores", flush=True)
+            else:
                 print(f"{run}: still training (no {out}/model.pt); left out of the table", flush=True)
                 continue
-            wall = wall_minutes(out, results, run)
-            paper, fast = (score_model(dataset, "test", out, path, os.path.join(results, f"{run}_{path}.json"),
-                                       args.cache_dir, os.path.join(results, f"{run}_eval.log"))
-                           for path in ("paper", "fast"))
             print(f"{run}: mAP paper {paper['mAP']:.4f}, fast {fast['mAP']:.4f}, {wall:.1f} wall minutes "
                   f"of a {minutes}-minute budget", flush=True)
-            commit = (_read_result(os.path.join(out, "manifest.json")) or {}).get("code_commit", "?")
             rows.append((name, seed, minutes, goal, wall, paper, fast, commit))
     if rows:
         write_table(rows, table, args.variant, overrides)
