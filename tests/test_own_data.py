@@ -325,3 +325,47 @@ def test_leave_one_out_leaves_a_seed_still_training_out_of_the_table(tmp_path, m
     assert "bccd_s1: still training" in capsys.readouterr().out
     table = (tmp_path / "bench" / "results" / "leave_one_out" / "v.md").read_text()
     assert "| bccd | 2 | abc1234 | 100 |" in table and "| bccd | 1 |" not in table    # with the commit it trained at
+
+
+def test_leave_one_out_rebuilds_its_table_when_the_runs_are_gone(tmp_path, monkeypatch, capsys):
+    """runs/ does not outlive a machine: a scored run whose directory is gone keeps its row,
+    from <run>_row.json and its saved scores; one without them is left out, said so."""
+    import shutil
+
+    from conftest import bench_script
+    loo = bench_script("leave_one_out")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(loo, "ROOT", str(tmp_path))
+    monkeypatch.setattr(loo, "RUNS", {"bccd": ("data", 100, 0.88)})
+
+    def fake_train(cmd, log):
+        out = cmd[cmd.index("--out") + 1]
+        os.makedirs(out, exist_ok=True)
+        open(os.path.join(out, "model.pt"), "w").close()
+        with open(os.path.join(out, "manifest.json"), "w") as f:
+            f.write('{"code_commit": "abc1234"}')
+        with open(os.path.join(out, "budget.json"), "w") as f:
+            f.write('{"spent_seconds": 5700}')
+
+    def fake_score(dataset, split, model, path, out, *args):
+        result = {"mAP": 0.61 if path == "paper" else 0.6}
+        with open(out, "w") as f:
+            json.dump(result, f)
+        return result
+    monkeypatch.setattr(loo, "run_logged", fake_train)
+    monkeypatch.setattr(loo, "score_model", fake_score)
+    argv = ["leave_one_out.py", "--only", "bccd", "--seeds", "1", "--variant", "v", "--set", "train.seed=1"]
+    monkeypatch.setattr(sys, "argv", argv)
+    loo.main()
+    results = tmp_path / "bench" / "results" / "leave_one_out" / "v"
+    assert json.loads((results / "bccd_s1_row.json").read_text()) == {"wall_minutes": 95.0, "code_commit": "abc1234"}
+    shutil.rmtree(tmp_path / "runs")                                         # a new machine
+    monkeypatch.setattr(loo, "run_logged", lambda cmd, log: None)           # seed 3 starts, does not finish
+    monkeypatch.setattr(sys, "argv", ["leave_one_out.py", "--only", "bccd", "--seeds", "3", "--variant", "v",
+                                      "--set", "train.seed=1"])
+    loo.main()
+    out = capsys.readouterr().out
+    assert "bccd_s1: runs/leave_one_out/v/bccd_s1 is gone; its row comes from" in out
+    assert "bccd_s3: still training" in out
+    table = (tmp_path / "bench" / "results" / "leave_one_out" / "v.md").read_text()
+    assert "| bccd | 1 | abc1234 | 100 | 95.0 | yes | **0.610** | 0.600 |" in table and "| bccd | 3 |" not in table
