@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from core.boxes import pairwise_iou  # noqa: E402
 from core.datasets import load_dataset  # noqa: E402
-from core.errors import UserError  # noqa: E402
+from core.errors import UserError, run_cli  # noqa: E402
 from core.structures import Detections, read_detections  # noqa: E402
 from eval import detection_status, evaluate  # noqa: E402
 from eval.analysis import false_positive_kind, touches_border  # noqa: E402
@@ -57,9 +57,9 @@ def fp_kinds(dataset, dets: Detections, cls: str) -> np.ndarray:
     return kind
 
 
-def fp_costs(dataset, dets: Detections, cls: str) -> dict:
-    """{"AP": ap, kind: (false positives scoring >= 0.3, AP without that kind's false positives)}."""
-    kind = fp_kinds(dataset, dets, cls)
+def fp_costs(dataset, dets: Detections, cls: str, kind: np.ndarray) -> dict:
+    """{"AP": ap, kind: (false positives scoring >= 0.3, AP without that kind's false positives)};
+    ``kind``: fp_kinds() of ``dets``."""
     out = {"AP": evaluate(dataset, dets, "voc").per_class[cls]}
     for k in ("duplicate", "mislocalized", "other class", "background, image without the class", "background, at the border",
               "background, inside"):
@@ -71,16 +71,17 @@ def fp_costs(dataset, dets: Detections, cls: str) -> dict:
     return out
 
 
-def draw_background(dataset, first: Detections, second: Detections, cls: str, out_dir: str, images: int,
+def draw_background(dataset, files: list[tuple[Detections, np.ndarray]], cls: str, out_dir: str, images: int,
                     score: float) -> list[tuple[str, int, int]]:
-    """PNGs of the ``images`` images where ``first`` has the most background false positives
-    of ``cls`` more than ``second`` (scoring >= ``score``); returns (path, first's count,
-    second's count) for each."""
+    """PNGs of the ``images`` images where the first of ``files`` ((detections, their
+    fp_kinds()) pairs) has the most background false positives of ``cls`` more than the
+    second (scoring >= ``score``); returns (path, first's count, second's count) for each."""
     from PIL import Image, ImageDraw
     picked = []
-    for dets in (first, second):
-        kind = np.char.startswith(fp_kinds(dataset, dets, cls).astype(str), "background") & (dets.scores >= score)
-        picked.append({r.image_id: dets.boxes[kind & (dets.image_ids.astype(str) == r.image_id)] for r in dataset.images})
+    for dets, kind in files[:2]:
+        shown = np.char.startswith(kind.astype(str), "background") & (dets.scores >= score)
+        ids = dets.image_ids.astype(str)
+        picked.append({r.image_id: dets.boxes[shown & (ids == r.image_id)] for r in dataset.images})
     records = sorted(dataset.images, key=lambda r: (len(picked[1][r.image_id]) - len(picked[0][r.image_id]), r.image_id))
     os.makedirs(out_dir, exist_ok=True)
     c, paths = dataset.classes.index(cls), []
@@ -99,7 +100,7 @@ def draw_background(dataset, first: Detections, second: Detections, cls: str, ou
     return paths
 
 
-def main() -> None:
+def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("detections", nargs="+")
     p.add_argument("--dataset", required=True)
@@ -112,31 +113,31 @@ def main() -> None:
     args = p.parse_args()
     if args.draw and len(args.detections) < 2:
         p.error("--draw compares two detections files")
-    try:
-        dataset = load_dataset(args.dataset, args.split)
-        if args.cls not in dataset.classes:
-            raise UserError(f"--class {args.cls!r} is not a class of {args.dataset} ({', '.join(dataset.classes)})")
-        detections = [read_detections(d) for d in args.detections]
-    except UserError as e:
-        sys.exit(f"fp_cost.py: {e}")
+    dataset = load_dataset(args.dataset, args.split)
+    if args.cls not in dataset.classes:
+        raise UserError(f"--class {args.cls!r} is not a class of {args.dataset} ({', '.join(dataset.classes)})")
+    detections = [read_detections(d) for d in args.detections]
+    # a detection on an image or of a class the split does not have is a UserError here
+    kinds = [fp_kinds(dataset, d, args.cls) for d in detections]
     print(f"{args.cls} AP on {args.split}, and without each kind of false positive "
           "(false positives scoring >= 0.3: AP without them)\n")
     names = [os.path.join(os.path.basename(os.path.dirname(d)), os.path.basename(d)) for d in args.detections]
     print("| false positives | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(args.detections))
-    costs = [fp_costs(dataset, d, args.cls) for d in detections]
+    costs = [fp_costs(dataset, d, args.cls, k) for d, k in zip(detections, kinds)]
     print("| none removed (AP) | " + " | ".join(f"{c['AP']:.3f}" for c in costs) + " |")
     for k in list(costs[0])[1:]:
         print(f"| {k} | " + " | ".join(f"{c[k][0]}: {c[k][1]:.3f}" for c in costs) + " |")
     if args.draw:
         try:
-            paths = draw_background(dataset, detections[0], detections[1], args.cls, args.draw, args.draw_images,
+            paths = draw_background(dataset, list(zip(detections, kinds)), args.cls, args.draw, args.draw_images,
                                     args.draw_score)
         except OSError as e:
-            sys.exit(f"fp_cost.py: --draw {args.draw}: {e.strerror or e}")
+            raise UserError(f"--draw {args.draw}: {e.strerror or e}") from None
         print(f"\ndrew {len(paths)} images to {args.draw} (background false positives scoring >= {args.draw_score}, "
               "first file / second): " + ", ".join(f"{os.path.basename(q)} {a} / {b}" for q, a, b in paths))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

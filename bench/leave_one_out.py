@@ -35,6 +35,8 @@ from ablation import ROOT, run_logged, score_model, write_markdown
 
 sys.path.insert(0, ROOT)
 
+from core.fileio import write_json  # noqa: E402
+
 # name: (dataset, minutes, the goal for the test mAP)
 RUNS = {"raccoon": ("../shared/datasets/raccoon", 45, 0.65), "bccd": ("../shared/datasets/bccd", 100, 0.88)}
 
@@ -58,7 +60,6 @@ def train(name: str, dataset: str, minutes: float, out: str, results: str, cache
         sets = ([f"train.seed={seed}"] if seed else []) + list(overrides)
         if sets:
             cmd += ["--set", *sets]
-        from core.fileio import write_json
         t = time.time()
         # recorded before it runs, so that an invocation killed without a word (the end of a
         # session) stays in the ledger, with minutes null; OUT/budget.json has its minutes
@@ -135,7 +136,6 @@ def main():
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                    help="the variant's recipe overrides (train.py --set)")
     args = p.parse_args()
-    from core.fileio import write_json
     overrides = tuple(args.overrides)
     results = os.path.join(ROOT, "bench", "results", results_dir(args.variant))
     os.makedirs(results, exist_ok=True)
@@ -163,10 +163,13 @@ def main():
             elif os.path.exists(row):
                 # runs/ does not outlive a machine; what was measured on it is in bench/results
                 saved = _read_result(row)
-                wall, commit = saved["wall_minutes"], saved["code_commit"]
+                wall, commit = saved.get("wall_minutes"), saved.get("code_commit", "?")
+                if not isinstance(wall, (int, float)):
+                    from core.errors import UserError
+                    raise UserError(f"{row}: no wall_minutes number; delete it, or restore it from the table")
                 paper, fast = (_read_result(os.path.join(results, f"{run}_{path}.json")) for path in ("paper", "fast"))
                 if paper is None or fast is None:
-                    print(f"{run}: {out} is gone and its scores are not in {results}; left out of the table")
+                    print(f"{run}: {out} is gone and its scores are not in {results}; left out of the table", flush=True)
                     continue
                 print(f"{run}: {out} is gone; its row comes from {row} and its scores", flush=True)
             else:

@@ -5,10 +5,10 @@
 # trained), then the test split is scored on the paper path.
 #
 #   OMP_NUM_THREADS=1 sh bench/screen_lever.sh NAME MINUTES SEED [KEY=VALUE ...]
-#   OMP_NUM_THREADS=1 sh bench/screen_lever.sh base 40 0
-#   OMP_NUM_THREADS=1 sh bench/screen_lever.sh grid2 40 0 model.region_grid=2
+#   OMP_NUM_THREADS=1 sh bench/screen_lever.sh base 30 0
+#   OMP_NUM_THREADS=1 sh bench/screen_lever.sh grid2 30 0 model.region_grid=2
 #
-# Run: runs/screen/NAME (rerun resumes it); results: bench/results/screen/NAME.json (per-class
+# Run: runs/screen/NAME (rerun resumes it; a scored row is not scored again); results: bench/results/screen/NAME.json (per-class
 # AP), NAME-detections.json, NAME_train.log. Compare two rows with
 #   python evaluate.py --dataset ../shared/datasets/bccd --split test \
 #     --detections bench/results/screen/A-detections.json --compare bench/results/screen/B-detections.json
@@ -28,5 +28,10 @@ if [ ! -e "$out/model.pt" ]; then
   $PY train.py --dataset ../shared/datasets/bccd --out "$out" --minutes "$minutes" --cache-dir "$CACHE" \
     --no-progress $resume --set train.seed="$seed" "$@" >> "$res/${name}_train.log" 2>&1
 fi
-$PY evaluate.py --dataset ../shared/datasets/bccd --split test --model "$out" --metric voc --quiet \
-  --cache-dir "$CACHE" --json "$res/$name.json" --save-detections "$res/$name-detections.json"
+# scored once: a rerun of a finished row prints its result instead of detecting the test split again
+if [ -e "$res/$name.json" ] && [ -e "$res/$name-detections.json" ]; then
+  $PY evaluate.py --dataset ../shared/datasets/bccd --split test --detections "$res/$name-detections.json" --metric voc --quiet
+else
+  $PY evaluate.py --dataset ../shared/datasets/bccd --split test --model "$out" --metric voc --quiet \
+    --cache-dir "$CACHE" --json "$res/$name.json" --save-detections "$res/$name-detections.json"
+fi
