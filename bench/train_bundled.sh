@@ -1,34 +1,32 @@
 #!/bin/sh
-# Trains the bundled models into runs/ (resumable: rerun after a kill), in this order, or
+# Retrains the bundled models into runs/ (resumable: rerun after a kill), in this order, or
 # only the parts named (`sh bench/train_bundled.sh raccoon`; parts: bccd raccoon bccd_warp
-# bccd_plain; bccd_warp and bccd_plain need bccd's MultiBox):
-#   runs/bccd       an ensemble of 3 runs of the default recipe on BCCD, each
-#                   `train.py --dataset ../shared/datasets/bccd --minutes 100` (its own
-#                   MultiBox, validation on 60 val images, the other 27 training beside
-#                   the 205 train images, half the background from regions overlapping no
-#                   object), seeds 0, 1, 2 (train.seed; the leave-one-out runs of
-#                   `bench/leave_one_out.py --variant easy_bg05 --set
-#                   train.easy_bg_fraction=0.5`, which the default has since), two side by
-#                   side at one thread each,
-#                   then runs/bccd/ensemble.json: all three score member-0's MultiBox boxes
-#                   (`python -m ensemble create ... --multibox`)
-#   runs/raccoon    an ensemble of 2 on raccoon train (configs/raccoon.yaml, seeds 0 and 1, one
-#                   MultiBox); models/raccoon's members were trained as ablation rows
-#                   combined_14ep and combined_14ep_s1 on the previous bundle's MultiBox
+# bccd_plain; bccd_warp and bccd_plain need runs/bccd's MultiBox):
+#   runs/bccd, runs/raccoon  every member of models/bccd and models/raccoon trained again
+#                   from the config.yaml it carries, two at a time at one thread each (the
+#                   thread count they were trained at), then ensembled on member-0's
+#                   MultiBox as the bundle is (`python -m ensemble create ... --multibox`).
+#                   The members were `--minutes` runs of the default recipe, each with its
+#                   own MultiBox, seeds 0, 1, 2:
+#                     train.py --dataset ../shared/datasets/bccd --minutes 100 --set train.seed=S
+#                     train.py --dataset ../shared/datasets/raccoon --minutes 45 --set train.seed=S
+#                   (BCCD's through `bench/leave_one_out.py --variant easy_bg05 --set
+#                   train.easy_bg_fraction=0.5`, before the default had it). A --minutes run
+#                   fits its epochs to the pace it measures, so run again it is a new draw;
+#                   but its config.yaml records the epochs and learning-rate steps it
+#                   fitted, and trained from that at the same thread count the run repeats
+#                   bit for bit (tests/test_own_data.py): this retrains the bundle itself,
+#                   not another draw of its recipe
 #   runs/bccd_warp  BCCD in R-CNN's warp mode (bench/recipes/bccd_warp.yaml), for the
 #                   README's warp-vs-shared rows; it reuses runs/bccd's MultiBox
 # then models/ is made from them by bench/bundle_models.py. Logs: runs/*.log
 #   python bench/bundle_models.py runs/bccd models/bccd --dataset ../shared/datasets/bccd \
 #     --recipe "configs/default.yaml adapted to the data (train.easy_bg_fraction 0.5), seeds 0 / 1 / 2, on member-0's MultiBox" --set test.flip_vote=false
-#   python bench/bundle_models.py runs/raccoon models/raccoon --dataset ../shared/datasets/raccoon --recipe configs/raccoon.yaml
-# (models/raccoon's members were trained before the recipes kept scores down to 0.001:
-# it was bundled with --set test.score_threshold=0.001 test.flip_vote=true test.box_vote=0.5;
-# retrained, configs/raccoon.yaml carries them.)
+#   python bench/bundle_models.py runs/raccoon models/raccoon --dataset ../shared/datasets/raccoon \
+#     --recipe "configs/default.yaml adapted to the data, --minutes 45, seeds 0 / 1 / 2, on member-0's MultiBox"
 # (models/bccd's members are the leave-one-out runs runs/leave_one_out/easy_bg05/bccd,
-# bccd_s1 and bccd_s2, trained by bench/leave_one_out.py with --set train.easy_bg_fraction=0.5
-# before the default had it; ensemble and bundle by the commands in the README, *Bundled
-# models*. Flip voting is off in the bundle: it doubles the network time, and the previous
-# bundle's three voted to 0.890 / 0.890 without it, 0.887 / 0.889 with it.)
+# bccd_s1 and bccd_s2; flip voting is off in its bundle: it doubles the network time, and
+# the previous bundle's three voted to 0.890 / 0.890 without it, 0.887 / 0.889 with it.)
 # models/bccd_warp was trained at commit fe8948e, on that day's 416-px MultiBox
 # (bench/recipes/bccd_screening.yaml's); retrained here it gets the default run's 608-px one.
 set -e
@@ -41,25 +39,24 @@ for part in $PARTS; do
 done
 mkdir -p runs
 
-bccd() {
-  pids=""
-  for seed in 0 1 2; do
-    resume=""; [ -d runs/bccd/member-$seed ] && resume="--resume"
-    [ -e runs/bccd/member-$seed/model.pt ] && continue          # finished (a --minutes run cannot be resumed then)
-    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $PY train.py --dataset ../shared/datasets/bccd --out runs/bccd/member-$seed \
-      --minutes 100 --set train.seed=$seed $resume --no-progress >> runs/bccd-member-$seed.log 2>&1 &
-    pids="$pids $!"
-    if [ $seed = 1 ]; then for pid in $pids; do wait $pid; done; pids=""; fi   # two at a time (set -e does not see a background job fail; wait does)
+retrain_members() {   # NAME: models/NAME/member-K -> runs/NAME/member-K, two at a time, then the ensemble
+  pids=""; running=0
+  for cfg in models/$1/member-*/config.yaml; do
+    member=$(basename "$(dirname "$cfg")")
+    out=runs/$1/$member
+    [ -e $out/model.pt ] && continue                                     # finished
+    resume=""; [ -d $out ] && resume="--resume"
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $PY train.py --config $cfg --out $out $resume --no-progress \
+      >> runs/$1-$member.log 2>&1 &
+    pids="$pids $!"; running=$((running + 1))
+    if [ $running = 2 ]; then for pid in $pids; do wait $pid; done; pids=""; running=0; fi   # (set -e sees a failed job only through wait)
   done
   for pid in $pids; do wait $pid; done
-  $PY -m ensemble create runs/bccd runs/bccd/member-0 runs/bccd/member-1 runs/bccd/member-2 \
-    --multibox runs/bccd/member-0/multibox >> runs/bccd.log 2>&1
+  $PY -m ensemble create runs/$1 $(ls -d runs/$1/member-*) --multibox runs/$1/member-0/multibox >> runs/$1.log 2>&1
 }
 
-raccoon() {
-  $PY train.py --config configs/raccoon.yaml --out runs/raccoon --ensemble 2 --resume --no-progress >> runs/raccoon.log 2>&1
-}
-
+bccd() { retrain_members bccd; }
+raccoon() { retrain_members raccoon; }
 bccd_warp() {
   mkdir -p runs/bccd_warp
   [ -e runs/bccd_warp/multibox ] || cp -r runs/bccd/member-0/multibox runs/bccd_warp/multibox

@@ -82,17 +82,28 @@ def _sha1(path: str) -> str:
 LATER_MODEL_KEYS = ("roi_context", "fine_features", "region_grid")
 
 
-def weights_signature(cfg) -> str:
+def weights_signature(cfg, keep: tuple = ()) -> str:
     """What the weights are only valid with: the class list and the network's settings
-    (proposal and test settings may be changed deliberately)."""
+    (proposal and test settings may be changed deliberately). ``keep``: later keys to
+    hash even at their default (how the code hashed them before they joined the list)."""
     import dataclasses
     import hashlib
     model, default = dataclasses.asdict(cfg.model), dataclasses.asdict(type(cfg.model)())
     for key in LATER_MODEL_KEYS:
-        if key in model and model[key] == default.get(key):
+        if key in model and key not in keep and model[key] == default.get(key):
             del model[key]
     return hashlib.sha1(json.dumps({"classes": cfg.data.classes, "model": model},
                                    sort_keys=True).encode()).hexdigest()[:16]
+
+
+def accepted_signatures(cfg) -> set[str]:
+    """Every signature these weights may have been written with: a later key at its
+    default was hashed by the code between its arrival and its joining LATER_MODEL_KEYS
+    (region_grid, 2026-11-27: the leave-one-out runs of that night), and a default does
+    not change the network, so any of them may have been kept."""
+    import itertools
+    return {weights_signature(cfg, keep) for n in range(len(LATER_MODEL_KEYS) + 1)
+            for keep in itertools.combinations(LATER_MODEL_KEYS, n)}
 
 
 def fingerprint(model_dir: str, cfg) -> dict:
@@ -115,7 +126,7 @@ def check_fingerprint(model_dir: str, cfg) -> None:
         raise UserError(f"{path}: not a readable manifest ({exc})") from None
     if not expected:
         return
-    if expected.get("config") != weights_signature(cfg):
+    if expected.get("config") not in accepted_signatures(cfg):
         raise UserError(f"{model_dir}/config.yaml: its classes or network settings are not the ones "
                         f"{model_dir}/model.pt was trained with (fingerprint in manifest.json)")
     for name in ("model.pt", "heads.npz"):

@@ -234,3 +234,23 @@ def test_bundling_an_ensemble_that_names_its_multibox_bundles_that_one(tmp_path)
     for name in names:
         assert os.readlink(out / name / "multibox") == os.path.join("..", "multibox")
     assert "multibox" not in json.loads((out / "ensemble.json").read_text())
+
+
+def test_same_weights_finds_a_bundle_identical_to_its_run_and_names_a_changed_tensor(two_members, tmp_path, capsys):
+    """bench/same_weights.py, the README's check that train_bundled.sh retrains the bundle
+    itself: the bundled copy of an ensemble is identical; one changed weight is found."""
+    from conftest import bench_script
+    bundle, same = bench_script("bundle_models"), bench_script("same_weights")
+    ens = two_members / "ens"
+    bundle.copy_ensemble(str(ens), str(tmp_path / "copy"))
+    assert same.main([str(ens), str(tmp_path / "copy")]) == 0
+    assert capsys.readouterr().out.count(": identical") == 5          # 2 x (model.pt, heads.npz) + MultiBox
+    path = tmp_path / "copy" / "member-1" / "model.pt"
+    weights = torch.load(path, weights_only=True)
+    first = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[first] = weights[first] + 0.5
+    torch.save(weights, path)
+    assert same.main([str(ens), str(tmp_path / "copy")]) == 1
+    assert "member-1/model.pt: max |diff| 0.5" in capsys.readouterr().out
+    with pytest.raises(UserError, match="not the same kind of model"):
+        same.main([str(ens), str(ens / "member-0")])

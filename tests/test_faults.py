@@ -73,14 +73,21 @@ def test_a_model_dir_written_before_a_new_network_option_keeps_its_fingerprint()
     import json
 
     from core.config import Config
-    from core.modeldir import LATER_MODEL_KEYS, weights_signature
+    from core.modeldir import LATER_MODEL_KEYS, accepted_signatures, weights_signature
     cfg = Config()
     cfg.data.classes = ["a", "b"]
-    model = {k: v for k, v in dataclasses.asdict(cfg.model).items() if k not in LATER_MODEL_KEYS}
-    before = hashlib.sha1(json.dumps({"classes": ["a", "b"], "model": model}, sort_keys=True).encode()).hexdigest()[:16]
+
+    def signature(model):
+        return hashlib.sha1(json.dumps({"classes": ["a", "b"], "model": model}, sort_keys=True).encode()).hexdigest()[:16]
+    everything = dataclasses.asdict(cfg.model)
+    before = signature({k: v for k, v in everything.items() if k not in LATER_MODEL_KEYS})
     assert weights_signature(cfg) == before              # what the older code wrote
+    # what the code wrote while region_grid was new and not yet in LATER_MODEL_KEYS
+    between = signature({k: v for k, v in everything.items() if k in ("region_grid",) or k not in LATER_MODEL_KEYS})
+    assert between != before and {before, between} <= accepted_signatures(cfg)
     cfg.model.roi_context = 1
     assert weights_signature(cfg) != before              # the option in use is part of it
+    assert before not in accepted_signatures(cfg) and between not in accepted_signatures(cfg)
 
 
 def test_a_retrained_model_gets_a_fresh_manifest(two_runs, tmp_path):

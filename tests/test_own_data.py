@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 
 from conftest import ROOT
@@ -47,6 +48,20 @@ def test_default_recipe_adapts_holds_out_validation_and_keeps_the_budget(tmp_pat
     assert budget["minutes"] == 1.5 and abs(budget["spent_seconds"] / 60 - logged) <= 0.1     # logged to 0.1
     assert budget["stages"]["classifier"]["epochs"] == cfg["train"]["epochs"]
     assert budget["stages"]["multibox"]["lr_steps"] == cfg["proposals"]["multibox"]["lr_steps"]
+    # config.yaml records the schedule the budget fitted (steps move only while still ahead),
+    # so training from it again repeats the run at fixed epochs: the same weights, bit for
+    # bit (bench/train_bundled.sh retrains models/raccoon this way)
+    again = tmp_path / "again"
+    r = subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", str(out / "config.yaml"), "--out", str(again),
+                        "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--workers", "1"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "budget" not in r.stderr
+    for weights in ("model.pt", "multibox/multibox.pt"):
+        a = torch.load(out / weights, weights_only=True)
+        b = torch.load(again / weights, weights_only=True)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), weights
+    assert json.loads((again / "manifest.json").read_text())["validation_images"] == manifest["validation_images"]
 
 
 def test_a_val_split_validates_on_a_subsample_and_the_rest_of_it_trains(tmp_path):
