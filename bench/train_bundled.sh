@@ -46,8 +46,10 @@ retrain_members() {   # NAME: models/NAME/member-K -> runs/NAME/member-K, two at
     out=runs/$1/$member
     [ -e $out/model.pt ] && continue                                     # finished
     resume=""; [ -d $out ] && resume="--resume"
+    # its own proposal cache: MultiBox boxes computed at another thread count (an evaluation
+    # run's) can differ in the last bits, and the classifier's training would then differ
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $PY train.py --config $cfg --out $out $resume --no-progress \
-      >> runs/$1-$member.log 2>&1 &
+      --cache-dir runs/$1/cache >> runs/$1-$member.log 2>&1 &
     pids="$pids $!"; running=$((running + 1))
     if [ $running = 2 ]; then for pid in $pids; do wait $pid; done; pids=""; running=0; fi   # (set -e sees a failed job only through wait)
   done

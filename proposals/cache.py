@@ -62,7 +62,9 @@ def source_params(generator: ProposalGenerator, source: str) -> dict:
     """The settings that decide ``source``'s boxes (``ss`` or ``multibox``)."""
     cfg = generator.cfg
     if source == "ss":
-        return dataclasses.asdict(cfg.selective_search)
+        from .selective_search import RANK_SEED
+        # the seed's entry keeps boxes cached before it existed (ranked by an unseeded rand) apart
+        return {**dataclasses.asdict(cfg.selective_search), "rank_seed": RANK_SEED}
     return {"weights": content_digest(os.path.realpath(os.path.join(generator.multibox_dir, "multibox.pt"))),
             "top_k": cfg.multibox_top_k, "nms": cfg.multibox_nms}
 
@@ -121,16 +123,17 @@ class ProposalStore:
 
 def _ss_worker(job):
     """Selective search of one image file in a worker process, written to the cache."""
-    image_path, key, ss_cfg_dict, cache_dir = job
+    image_path, key, params, cache_dir = job               # params: source_params(..., "ss")
     from core.config import SelectiveSearchConfig
     from core.images import read_image
 
     from .selective_search import selective_search
     t = time.perf_counter()
     image = np.ascontiguousarray(read_image(image_path)[:, :, ::-1])       # RGB -> BGR
-    boxes = selective_search(image, SelectiveSearchConfig(**ss_cfg_dict))
-    ProposalStore(cache_dir, "ss", ss_cfg_dict).put(key, boxes, np.zeros(len(boxes), np.float32),
-                                                    time.perf_counter() - t)
+    settings = {k: v for k, v in params.items() if k in SelectiveSearchConfig.__dataclass_fields__}
+    boxes = selective_search(image, SelectiveSearchConfig(**settings))
+    ProposalStore(cache_dir, "ss", params).put(key, boxes, np.zeros(len(boxes), np.float32),
+                                               time.perf_counter() - t)
     return image_path
 
 
@@ -188,8 +191,8 @@ class ProposalCache:
                 if store.get(key) is None:
                     missing[source].append((path, key))
         if missing.get("ss"):
-            ss_cfg = dataclasses.asdict(self.cfg.selective_search)
-            jobs = [(p, k, ss_cfg, self.cache_dir) for p, k in missing["ss"]]
+            params = source_params(self.generator, "ss")
+            jobs = [(p, k, params, self.cache_dir) for p, k in missing["ss"]]
             with tqdm(total=len(jobs), desc="selective search", unit="img", disable=not self.progress) as bar:
                 if self.workers > 1 and len(jobs) > 1:
                     import multiprocessing as mp

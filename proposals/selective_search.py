@@ -6,10 +6,34 @@ superpixels, about half the boxes, for the same coverage once MultiBox adds its 
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+
 import numpy as np
 
 from core.boxes import remove_small_boxes
 from core.errors import UserError
+
+# OpenCV ranks the regions it merged by level x C's rand(), and never seeds it: without a
+# seed, the order of an image's boxes (and with top_n, which boxes) depends on how many
+# images the process searched before it, so a proposal cache filled in another order (or
+# by other worker processes) trains another model. Seeding per image makes the boxes a
+# function of the image and the settings. Bump this when the boxes change for a given
+# image: it is part of the cache key (proposals.cache.source_params).
+RANK_SEED = 0
+
+
+@functools.lru_cache(maxsize=1)
+def _c_srand():
+    """The C library's ``srand`` that OpenCV's ``rand()`` shares, or None where it cannot
+    be reached (then the order is the process's, as before)."""
+    for name in (None, ctypes.util.find_library("c"), "msvcrt"):
+        try:
+            return ctypes.CDLL(name).srand
+        except (OSError, AttributeError, TypeError):
+            continue
+    return None
 
 
 def unique_boxes(boxes: np.ndarray) -> np.ndarray:
@@ -45,6 +69,9 @@ def selective_search(image_bgr: np.ndarray, cfg) -> np.ndarray:
         ss.switchToSelectiveSearchQuality(base_k, inc_k, cfg.sigma)
     else:
         ss.switchToSelectiveSearchFast(base_k, inc_k, cfg.sigma)
+    srand = _c_srand()
+    if srand is not None:
+        srand(RANK_SEED)
     rects = ss.process()                                   # (N, 4) x, y, w, h
     if len(rects) == 0:
         return np.zeros((0, 4), np.float32)
