@@ -14,9 +14,13 @@
 #                   train.easy_bg_fraction=0.5`, before the default had it). A --minutes run
 #                   fits its epochs to the pace it measures, so run again it is a new draw;
 #                   but its config.yaml records the epochs and learning-rate steps it
-#                   fitted, and trained from that at the same thread count the run repeats
-#                   bit for bit (tests/test_own_data.py): this retrains the bundle itself,
-#                   not another draw of its recipe
+#                   fitted, and trained from that at the same thread count with the same
+#                   proposals the run repeats bit for bit (tests/test_own_data.py;
+#                   `python bench/same_weights.py models/raccoon runs/raccoon` checks).
+#                   The bundled members were trained before selective search was seeded
+#                   per image (cd5c1a5), so their proposal order cannot be repeated: for
+#                   them this is the same schedule and seed with another proposal order
+#                   (README, *Bundled models*, measured on raccoon)
 #   runs/bccd_warp  BCCD in R-CNN's warp mode (bench/recipes/bccd_warp.yaml), for the
 #                   README's warp-vs-shared rows; it reuses runs/bccd's MultiBox
 # then models/ is made from them by bench/bundle_models.py. Logs: runs/*.log
