@@ -19,8 +19,8 @@ from core.errors import UserError
 # seed, the order of an image's boxes (and with top_n, which boxes) depends on how many
 # images the process searched before it, so a proposal cache filled in another order (or
 # by other worker processes) trains another model. Seeding per image makes the boxes a
-# function of the image and the settings. Bump this when the boxes change for a given
-# image: it is part of the cache key (proposals.cache.source_params).
+# function of the image and the settings. The seed is part of the cache key
+# (proposals.cache.source_params), so boxes cached unseeded are never read as seeded ones.
 RANK_SEED = 0
 
 
