@@ -3,8 +3,8 @@
 
     python bench/bundle_models.py runs/bccd models/bccd --dataset ../shared/datasets/bccd --split test
 
-Copies what running needs (config, fp16 weights, heads, MultiBox; not the training
-checkpoints), scores the copy on the test split with `voc` (each member and the
+Copies what running needs (config, fp16 weights, heads, MultiBox, and with
+``test.objectness`` every member's own MultiBox; not the training checkpoints), scores the copy on the test split with `voc` (each member and the
 ensemble), and writes OUT/manifest.json: dataset, training split, recipe, training time,
 code commit, and the measured test mAP with the command that reproduces it.
 ``--set test.KEY=VALUE`` changes test-time settings of the copy (every member's
@@ -49,27 +49,37 @@ def copy_multibox(src: str, dst: str) -> None:
         shutil.copy2(os.path.join(src, name), os.path.join(dst, name))
 
 
-def copy_ensemble(src: str, dst: str) -> list[str]:
+def same_multibox(a: str, b: str) -> bool:
+    """Two MultiBox directories holding byte-identical files."""
+    return all(os.path.isfile(os.path.join(d, f)) for d in (a, b) for f in MULTIBOX_FILES) and all(
+        filecmp.cmp(os.path.join(a, f), os.path.join(b, f), shallow=False) for f in MULTIBOX_FILES)
+
+
+def copy_ensemble(src: str, dst: str, member_multiboxes: bool = False) -> list[str]:
     """An ensemble's members into ``dst/member-K`` wherever they were (a plan's members
     may live beside it, ``../row``), with ``dst/ensemble.json`` naming them; one MultiBox
     in ``dst/multibox`` when all members use the same one: the ensemble's own (``"multibox"``
-    in its ensemble.json), or the members' when they are one. Returns the member names."""
+    in its ensemble.json), or the members' when they are one. With ``member_multiboxes``
+    (``test.objectness`` averages every member's own MultiBox) a member's own that is not
+    that one is bundled in its directory too. Returns the member names."""
     from core.modeldir import read_ensemble_spec
     from ensemble import write_ensemble
     spec = read_ensemble_spec(src)
     names = [f"member-{k}" for k in range(len(spec["dirs"]))]
-    boxes = [spec.get("multibox_dir")] if spec.get("multibox_dir") else [
-        os.path.join(d, "multibox") for d in spec["dirs"]]
+    own = [os.path.join(d, "multibox") for d in spec["dirs"]]
+    boxes = [spec["multibox_dir"]] if spec.get("multibox_dir") else own
     # the same MultiBox (linked, or copies of one: byte-identical files) is bundled once
-    shared = all(os.path.isdir(b) for b in boxes) and all(
-        filecmp.cmp(os.path.join(boxes[0], f), os.path.join(b, f), shallow=False)
-        for b in boxes[1:] for f in MULTIBOX_FILES)
+    shared = all(os.path.isdir(b) for b in boxes) and all(same_multibox(boxes[0], b) for b in boxes[1:])
     os.makedirs(dst, exist_ok=True)
     if shared:
         copy_multibox(boxes[0], os.path.join(dst, "multibox"))
-    for d, name in zip(spec["dirs"], names):
-        copy_model(d, os.path.join(dst, name), shared_multibox=shared)
-    write_ensemble(dst, names, spec.get("weights"), spec.get("vote", "soft"))
+    keeps_own = []
+    for d, mb, name in zip(spec["dirs"], own, names):
+        keep = shared and member_multiboxes and os.path.isdir(mb) and not same_multibox(mb, boxes[0])
+        copy_model(d, os.path.join(dst, name), shared_multibox=shared and not keep)
+        keeps_own.append(keep)
+    write_ensemble(dst, names, spec.get("weights"), spec.get("vote", "soft"),
+                   "multibox" if any(keeps_own) else None)   # the proposals' MultiBox, named beside the members' own
     return names
 
 
@@ -106,7 +116,10 @@ def main():
     if os.path.exists(args.dst):
         shutil.rmtree(args.dst)
     if is_ensemble(args.src):
-        members = copy_ensemble(args.src, args.dst)
+        cfg = model_config(args.src)
+        from core.config import override_test_settings
+        override_test_settings(cfg, test_overrides)
+        members = copy_ensemble(args.src, args.dst, member_multiboxes=cfg.test.objectness > 0)
     else:
         members = []
         copy_model(args.src, args.dst)

@@ -2,7 +2,8 @@
 """Would rescoring detections from their box geometry pay? A probe on detections files.
 
     python bench/rescore_probe.py --dataset ../shared/datasets/bccd --split test \\
-        --detections bench/results/ablation/bccd/combined_s0_thr_paper-detections.json
+        --detections bench/results/ablation/bccd/combined_s0_thr_paper-detections.json \\
+        [--objectness models/bccd/multibox [MORE_MULTIBOX_DIRS]] [--weights 0.25 0.5]
 
 BCCD's annotators leave out red cells cut by the image border, and our classifier scores
 them high (docs/ablation.md). A per-class logistic regression on the
@@ -11,6 +12,16 @@ against the class's median; their squares) could learn that convention. To see w
 would without a held-out split, the images are cut in two seeded halves: the model fitted
 on one half rescores the other, both ways, and the rescored file is scored as usual. No
 network, numpy and scikit-learn only. Prints a markdown table per file.
+
+With ``--objectness DIR ...`` a second signal joins: the objectness those MultiBoxes give
+the box (the highest score of its predictions at IoU >= 0.5 with it, averaged over the
+directories), exactly as ``test.objectness`` computes it after NMS, so a saved detections
+file can be rescored without running the classifier again. MultiBox sees the whole image
+and is trained on every prior, so an unannotated cell is a negative for it wherever it
+lies, as for a Faster R-CNN's RPN; the classifier only sees sampled regions. Rows:
+``score^(1-w) x objectness^w`` for each ``--weights`` w (nothing fitted), and the
+cross-fitted regression on the two logits. ``--save-rescored DIR`` writes each rescored
+file (w the first weight) as DIR/<name>.
 """
 from __future__ import annotations
 
@@ -33,20 +44,38 @@ def geometry_features(dataset, dets, label: np.ndarray, variant: str) -> np.ndar
     b = dets.boxes
     w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
     border = touches_border(b, wh_img[:, 0], wh_img[:, 1]).astype(float)
-    p = np.clip(dets.scores, 1e-6, 1 - 1e-6)
-    logit = np.log(p / (1 - p))
+    z = logit(dets.scores)
     if variant == "border":
-        return np.column_stack([logit, border, border * logit])
+        return np.column_stack([z, border, border * z])
     med = np.ones((label.max() + 1, 2))
     for c in np.unique(label):
         sure = (label == c) & (dets.scores >= 0.5)
         if sure.any():
             med[c] = np.median(w[sure]), np.median(h[sure])
     lw, lh = np.log(np.maximum(w, 1) / med[label, 0]), np.log(np.maximum(h, 1) / med[label, 1])
-    return np.column_stack([logit, border, border * logit, lw, lh, lw ** 2, lh ** 2, border * lw, border * lh])
+    return np.column_stack([z, border, border * z, lw, lh, lw ** 2, lh ** 2, border * lw, border * lh])
 
 
-def cross_rescore(dataset, dets, variant: str, seed: int = 0) -> np.ndarray:
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def multibox_objectness(dataset, dets, multibox_dirs: list[str], min_iou: float = 0.5) -> np.ndarray:
+    """(N,) per detection: its MultiBox objectness as ``test.objectness`` computes it."""
+    from core.images import read_image
+    from proposals.objectness import ObjectnessScorer
+    scorer = ObjectnessScorer(multibox_dirs, min_iou)
+    ids = dets.image_ids.astype(str)
+    out = np.zeros(len(ids))
+    for rec in dataset.images:
+        mine = np.flatnonzero(ids == rec.image_id)
+        if len(mine):
+            out[mine] = scorer.score(scorer.predict(read_image(rec.path)), dets.boxes[mine])
+    return out
+
+
+def cross_rescore(dataset, dets, variant: str, seed: int = 0, extra: np.ndarray | None = None) -> np.ndarray:
     """Scores rescored by 2-fold cross-fitting over images (never fitted on the image it scores)."""
     from sklearn.linear_model import LogisticRegression
 
@@ -54,7 +83,8 @@ def cross_rescore(dataset, dets, variant: str, seed: int = 0) -> np.ndarray:
     y = detection_status(dataset, dets, "voc") == 1      # first: names unknown images or classes as an error
     classes = {c: k for k, c in enumerate(dataset.classes)}
     label = np.array([classes[str(c)] for c in dets.labels])
-    x = geometry_features(dataset, dets, label, variant)
+    x = (np.column_stack([logit(dets.scores), logit(extra)]) if variant == "objectness"
+         else geometry_features(dataset, dets, label, variant))
     ids = np.array(sorted({r.image_id for r in dataset.images}))
     np.random.default_rng(seed).shuffle(ids)
     half = np.isin(dets.image_ids.astype(str), ids[: len(ids) // 2])
@@ -74,6 +104,10 @@ def main() -> int:
     p.add_argument("--split", required=True)
     p.add_argument("--detections", required=True, nargs="+", help="one or more detections files")
     p.add_argument("--seed", type=int, default=0, help="which halves of the images (default 0)")
+    p.add_argument("--objectness", metavar="MULTIBOX_DIR", nargs="+",
+                   help="also rescore with these MultiBoxes' mean objectness")
+    p.add_argument("--weights", type=float, nargs="+", default=[0.5], help="objectness weights w (default 0.5)")
+    p.add_argument("--save-rescored", metavar="DIR", help="write the file rescored with the first weight here")
     args = p.parse_args()
 
     from core.datasets import load_dataset
@@ -86,6 +120,16 @@ def main() -> int:
         dets = read_detections(path)
         rows = [("as detected", dets.scores)]
         rows += [(f"rescored: {v}", cross_rescore(dataset, dets, v, args.seed)) for v in ("border", "border+size")]
+        if args.objectness:
+            from proposals.objectness import fuse_objectness
+            obj = multibox_objectness(dataset, dets, args.objectness)
+            fused = [(f"score^{1 - w:g} x objectness^{w:g}", fuse_objectness(dets.scores, obj, w)) for w in args.weights]
+            rows += fused + [("rescored: objectness", cross_rescore(dataset, dets, "objectness", args.seed, obj))]
+            if args.save_rescored:
+                from core.structures import write_detections
+                os.makedirs(args.save_rescored, exist_ok=True)
+                write_detections(os.path.join(args.save_rescored, os.path.basename(path)),
+                                 Detections(dets.image_ids, dets.labels, fused[0][1].astype(np.float64), dets.boxes))
         for name, scores in rows:
             r = evaluate(dataset, Detections(dets.image_ids, dets.labels, scores, dets.boxes), "voc")
             ap = " | ".join(f"{r.per_class[c]:.3f}" for c in dataset.classes)

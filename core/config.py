@@ -148,6 +148,10 @@ class TestConfig:
     soft_nms: float = 0.0              # > 0: Gaussian Soft-NMS with this sigma instead of NMS at nms_iou
     scales: list[int] = field(default_factory=list)   # shared mode: score at these shorter sides and average
                                        # (multi-scale testing; network time x len); empty: model.image_scale
+    objectness: float = 0.0            # > 0: a detection's score becomes score^(1-w) x objectness^w, its MultiBox
+                                       # objectness averaged over the members' MultiBoxes (proposals/objectness.py);
+                                       # 0: the paper's classifier-only score
+    objectness_iou: float = 0.5        # a MultiBox prediction vouches for a box it overlaps by this IoU
 
 
 @dataclass
@@ -245,6 +249,7 @@ RANGES = {
     ("model", "region_grid"): (1, None, True),
     ("test", "score_threshold"): (0, 1, True), ("test", "nms_iou"): (0, 1, True), ("test", "box_vote"): (0, 1, True),
     ("test", "soft_nms"): (0, None, True), ("test", "scales"): (16, None, True),
+    ("test", "objectness"): (0, 1, True), ("test", "objectness_iou"): (0, 1, False),
     ("test", "max_per_image"): (1, None, True), ("test", "batch_regions"): (1, None, True),
     ("proposals", "multibox_top_k"): (1, None, True),
     ("selective_search", "max_side"): (0, None, True), ("selective_search", "top_n"): (1, None, True),

@@ -94,6 +94,14 @@ class Ensemble:
         """The MultiBox whose boxes all members score: the ensemble's, else the members' one."""
         return self._multibox_dir or self.members[0].multibox_dir
 
+    @property
+    def objectness_multiboxes(self) -> list[str]:
+        """The MultiBoxes whose objectness is averaged (``test.objectness``): each member's
+        own where it has one, else the ensemble's; one directory counts once."""
+        dirs = [m.multibox_dir if m.multibox_dir and os.path.exists(os.path.join(m.multibox_dir, "multibox.pt"))
+                else self.multibox_dir for m in self.members]
+        return list(dict.fromkeys(os.path.realpath(d) for d in dirs if d))
+
     def __len__(self):
         return len(self.members)
 

@@ -103,9 +103,11 @@ class Validation:
     """Validation mAP every ``every`` epochs on ``val_set``, the best weights kept."""
 
     def __init__(self, cfg, val_set, source, device, out_dir: str, every: int, patience: int = 0):
-        # Selection needs the epochs' ranking, not the test-time figure: no flip vote (half the time).
+        # Selection needs the epochs' ranking, not the test-time figure: no flip vote (half the
+        # time), no MultiBox objectness (the same for every epoch).
         self.cfg = copy.deepcopy(cfg)
         self.cfg.test.flip_vote = False
+        self.cfg.test.objectness = 0.0
         self.val_set, self.source, self.device = val_set, source, device
         self.out_dir, self.every, self.patience = out_dir, every, patience
         self.best_path = os.path.join(out_dir, "best.pt")

@@ -18,7 +18,7 @@ from networks.transforms import to_tensor
 from proposals.cache import proposal_source
 
 log = logging.getLogger(__name__)
-TIMED_STAGES = ("decode", "proposals", "network", "regression", "nms")
+TIMED_STAGES = ("decode", "proposals", "network", "regression", "nms", "objectness")
 
 
 def proposals_for(predictor, method: str | None = None, device="cpu", cache_dir: str | None = None,
@@ -42,6 +42,18 @@ class DetectionRunner:
         self.cfg = predictor.cfg
         self.timings = defaultdict(float)
         self.images_done = 0
+        self.objectness = None
+        if self.cfg.test.objectness > 0 and predictor.objectness_multiboxes:      # (no MultiBox: nothing to ask)
+            from proposals.objectness import ObjectnessScorer
+            self.objectness = ObjectnessScorer(predictor.objectness_multiboxes, self.cfg.test.objectness_iou, device)
+
+    def _with_objectness(self, predictions, found: ImageDetections) -> ImageDetections:
+        """``test.objectness``: each score blended with its box's MultiBox objectness, best first again."""
+        from proposals.objectness import fuse_objectness
+        scores = fuse_objectness(found.scores, self.objectness.score(predictions, found.boxes), self.cfg.test.objectness)
+        order = np.argsort(-scores, kind="stable")
+        return ImageDetections(found.boxes[order], scores[order], found.labels[order], found.class_names,
+                               found.image_id)
 
     def _select(self, proposals: torch.Tensor, scores, height: int, width: int, image_id: str) -> ImageDetections:
         t = time.perf_counter()
@@ -71,6 +83,11 @@ class DetectionRunner:
         if members and len(per_member) > 1:
             for name, scores in zip(self.predictor.names, per_member):
                 results[name] = self._select(proposals, scores, height, width, image_id)
+        if self.objectness is not None:
+            t = time.perf_counter()
+            predictions = self.objectness.predict(image_rgb)
+            results = {name: self._with_objectness(predictions, found) for name, found in results.items()}
+            self.timings["objectness"] += time.perf_counter() - t
         self.images_done += 1
         return results
 

@@ -99,6 +99,32 @@ def test_proposals_computed_once_for_all_members(two_members, shapes_data):
     assert len(calls) == 1 and set(results) == {"ensemble", "member-0", "member-1"}
 
 
+def test_objectness_rescores_the_same_boxes_with_the_multibox_confidence(two_members, shapes_data):
+    """``test.objectness`` w: the boxes and labels stay, each score becomes
+    score^(1-w) x objectness^w with the objectness of its box, and the order follows."""
+    from core.images import read_image
+    from pipeline.runner import DetectionRunner, proposals_for
+    from proposals.objectness import ObjectnessScorer
+    predictor = load_predictor(str(two_members / "ens"))
+    proposals = proposals_for(predictor, cache_dir=str(two_members / "cache"))
+    image = read_image(str(shapes_data / "JPEGImages" / "shape_002.jpg"))
+    plain = DetectionRunner(predictor, proposals, progress=False).detect(image, "shape_002")["ensemble"]
+    assert len(plain) > 0
+    assert predictor.objectness_multiboxes == [os.path.realpath(predictor.multibox_dir)]   # both members' one
+    predictor.cfg.test.objectness = 0.5
+    runner = DetectionRunner(predictor, proposals, progress=False)
+    blended = runner.detect(image, "shape_002")["ensemble"]
+    scorer = ObjectnessScorer(predictor.objectness_multiboxes, predictor.cfg.test.objectness_iou)
+    objectness = scorer.score(scorer.predict(image), plain.boxes)
+    assert 0 < objectness.max() <= 1
+    expected = np.sqrt(plain.scores * objectness)
+    order = np.argsort(-expected, kind="stable")
+    np.testing.assert_allclose(blended.scores, expected[order], rtol=1e-5)
+    np.testing.assert_array_equal(blended.boxes, plain.boxes[order])
+    np.testing.assert_array_equal(blended.labels, plain.labels[order])
+    assert runner.timing_report()["objectness"] > 0
+
+
 def test_mismatched_members_are_refused(two_members, tmp_path):
     ens = two_members / "ens"
     other = tmp_path / "other"
@@ -234,6 +260,14 @@ def test_bundling_an_ensemble_that_names_its_multibox_bundles_that_one(tmp_path)
     for name in names:
         assert os.readlink(out / name / "multibox") == os.path.join("..", "multibox")
     assert "multibox" not in json.loads((out / "ensemble.json").read_text())
+    # with test.objectness every member's own MultiBox is needed: row_b's is bundled beside
+    # the shared one (row_a's own is that one: linked), and ensemble.json names the shared one
+    names = bundle.copy_ensemble(str(tmp_path / "ens"), str(tmp_path / "obj"), member_multiboxes=True)
+    out = tmp_path / "obj"
+    assert os.readlink(out / "member-0" / "multibox") == os.path.join("..", "multibox")
+    assert not os.path.islink(out / "member-1" / "multibox")
+    assert (out / "member-1" / "multibox" / "multibox.pt").read_text() == "row_b multibox.pt"
+    assert json.loads((out / "ensemble.json").read_text())["multibox"] == "multibox"
 
 
 def test_same_weights_finds_a_bundle_identical_to_its_run_and_names_a_changed_tensor(two_members, tmp_path, capsys):

@@ -149,6 +149,20 @@ def test_union_drops_near_duplicates_and_keeps_multibox_first():
     np.testing.assert_allclose(out, [[0, 0, 10, 10.2], [20, 20, 30, 30], [50, 50, 80, 80]], rtol=1e-6)
 
 
+def test_objectness_is_the_best_confidence_overlapping_enough_and_blends_geometrically():
+    from proposals.objectness import fuse_objectness, objectness_of
+    predicted = np.array([[0, 0, 10, 10], [0, 0, 10, 12], [40, 40, 60, 60]], np.float32)
+    confidence = np.array([0.2, 0.6, 0.9], np.float32)
+    boxes = np.array([[0, 0, 10, 10], [40, 40, 60, 70], [100, 100, 110, 110]], np.float32)
+    # box 0 overlaps both small predictions (IoU 1 and 0.83): the better confidence; box 1
+    # overlaps the last at IoU 0.67; box 2 nothing
+    np.testing.assert_allclose(objectness_of(boxes, predicted, confidence, 0.5), [0.6, 0.9, 0.0])
+    np.testing.assert_allclose(objectness_of(boxes, predicted, confidence, 0.9), [0.2, 0.0, 0.0])
+    assert objectness_of(boxes[:0], predicted, confidence, 0.5).shape == (0,)
+    np.testing.assert_allclose(fuse_objectness(np.array([0.81, 0.5]), np.array([0.25, 0.0]), 0.5), [0.45, 0.0])
+    np.testing.assert_allclose(fuse_objectness(np.array([0.81]), np.array([0.25]), 0.0), [0.81])
+
+
 def test_cache_hit_miss_and_invalidation(tmp_path, monkeypatch):
     """Keyed by pixels and parameters: a hit is not recomputed, new parameters or an
     edited image are new entries, the same pixels under another name are one entry."""
