@@ -7,6 +7,9 @@
 # (`evaluate.py --compare`, 1000 resamples). Seconds, no network:
 #   sh bench/compare_peer.sh 1            # BCCD
 #   sh bench/compare_peer.sh 1 raccoon
+# The leave-one-out detections can come from elsewhere, e.g. rescored with test.objectness
+# by bench/rescore_probe.py --save-rescored (named TAG_<run>_vs_peer_sS.* in the results):
+#   LOO_DIR=bench/results/objectness/leave_one_out TAG=objectness sh bench/compare_peer.sh 1
 set -e
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -21,11 +24,12 @@ R=bench/results/peer_compare
 PEER=bench/results/peer_${D}_s${S}_test-detections.json
 [ -e $PEER ] || cp runs/peer_${D}_s$S/test-detections.json $PEER
 mkdir -p $R
-L=bench/results/leave_one_out/easy_bg05
+L=${LOO_DIR:-bench/results/leave_one_out/easy_bg05}
+T=${TAG:-default}
 for run in $RUNS; do
   $PY evaluate.py --dataset ../shared/datasets/$D --split test --detections $L/${run}_paper-detections.json \
-    --compare $PEER --json $R/default_${run}_vs_peer_s$S.json > $R/default_${run}_vs_peer_s$S.txt
-  echo "default $run: $(grep '^these minus' $R/default_${run}_vs_peer_s$S.txt)"
+    --compare $PEER --json $R/${T}_${run}_vs_peer_s$S.json > $R/${T}_${run}_vs_peer_s$S.txt
+  echo "$T $run: $(grep '^these minus' $R/${T}_${run}_vs_peer_s$S.txt)"
 done
 $PY evaluate.py --dataset ../shared/datasets/$D --split test --detections bench/results/${D}_test_voc-detections.json \
   --compare $PEER --json $R/models_${D}_vs_peer_s$S.json > $R/models_${D}_vs_peer_s$S.txt
