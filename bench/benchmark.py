@@ -77,14 +77,14 @@ def main():
           f"no GPU used, torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"model {args.model}: {len(ensemble)} member(s), {ensemble.cfg.model.region_mode} mode; "
           f"{len(records)} images of {args.dataset} {args.split}, warm medians, proposals computed fresh\n")
-    print("| detect, s/image | decode | proposals | network | regression | nms | end to end |")
-    print("|---|---|---|---|---|---|---|")
+    print("| detect, s/image | decode | proposals | network | regression | nms | objectness | end to end |")
+    print("|---|---|---|---|---|---|---|---|")
     rows = [("1 model", single)] + ([(f"ensemble of {len(ensemble)}", ensemble)] if len(ensemble) > 1 else [])
     for label, predictor in rows:      # a single model is not timed a second time as an "ensemble of 1"
         for path, method in (("fast path (multibox)", "multibox"), ("paper path (combined)", "combined")):
             t = time_detection(predictor, warmup, records, method)
             print(f"| {label}, {path} | {t['decode']:.3f} | {t['proposals']:.3f} | {t['network']:.3f} | "
-                  f"{t['regression']:.3f} | {t['nms']:.3f} | {t['end to end (warm)']:.3f} |", flush=True)
+                  f"{t['regression']:.3f} | {t['nms']:.3f} | {t['objectness']:.3f} | {t['end to end (warm)']:.3f} |", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         cold = _run([sys.executable, "detect.py", records[0].path, "--model", args.model, "--cache-dir", tmp,
                      "--out", tmp, "--quiet"])
