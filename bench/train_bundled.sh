@@ -5,7 +5,9 @@
 #   runs/bccd, runs/raccoon  every member of models/bccd and models/raccoon trained again
 #                   from the config.yaml it carries, two at a time at one thread each (the
 #                   thread count they were trained at), then ensembled on member-0's
-#                   MultiBox as the bundle is (`python -m ensemble create ... --multibox`).
+#                   MultiBox as the bundle is (`python -m ensemble create ... --multibox`);
+#                   each member keeps its own MultiBox, whose objectness the bundles'
+#                   test.objectness (in the members' config.yaml) averages.
 #                   The members were `--minutes` runs of the default recipe, each with its
 #                   own MultiBox, seeds 0, 1, 2:
 #                     train.py --dataset ../shared/datasets/bccd --minutes 100 --set train.seed=S
