@@ -233,6 +233,9 @@ def test_members_with_their_own_multibox_vote_on_the_one_the_ensemble_names(two_
     predictor = load_predictor(str(tmp_path / "e"))
     assert os.path.samefile(predictor.multibox_dir, ens / "member-0" / "multibox")
     assert os.path.samefile(predictor.members[1].multibox_dir, other / "multibox")   # not the one it scores
+    # ...but the one whose objectness it brings (test.objectness): each member's own
+    assert predictor.objectness_multiboxes == [os.path.realpath(ens / "member-0" / "multibox"),
+                                               os.path.realpath(other / "multibox")]
 
     (tmp_path / "f").mkdir()
     write_ensemble(str(tmp_path / "f"), [str(ens / "member-0"), str(other)], multibox=str(tmp_path / "none"))
