@@ -106,19 +106,14 @@ def main():
     from core.config import parse_overrides
     test_overrides = parse_overrides(args.overrides)
 
+    from core.config import override_test_settings
     from core.modeldir import classifier_seconds, is_ensemble, model_classes, model_config
-    model_classes(args.src)             # a missing or broken source fails here, before dst is replaced
-    if test_overrides:                  # and so does a --set that is not a valid test setting
-        from core.config import config_from_dict, config_to_dict, override_test_settings
-        cfg = model_config(args.src)
-        override_test_settings(cfg, test_overrides)
-        config_from_dict(config_to_dict(cfg), "--set")          # the range checks
+    model_classes(args.src)             # a missing or broken source fails here, before dst is replaced,
+    cfg = model_config(args.src)
+    override_test_settings(cfg, test_overrides)     # and so does a --set that is not a valid test setting
     if os.path.exists(args.dst):
         shutil.rmtree(args.dst)
     if is_ensemble(args.src):
-        cfg = model_config(args.src)
-        from core.config import override_test_settings
-        override_test_settings(cfg, test_overrides)
         members = copy_ensemble(args.src, args.dst, member_multiboxes=cfg.test.objectness > 0)
     else:
         members = []

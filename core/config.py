@@ -366,6 +366,7 @@ def override_test_settings(cfg: Config, overrides: dict) -> None:
     merged = dataclasses.asdict(cfg.test)
     merged.update({k[len("test."):]: v for k, v in overrides.items()})
     cfg.test = _build(TestConfig, merged, "test", "--set")
+    _validate(cfg, "--set")             # the ranges, as for a recipe (test.nms_iou=5 is a mistake)
 
 
 def config_to_dict(cfg: Config) -> dict:

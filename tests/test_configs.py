@@ -82,3 +82,17 @@ def test_ablation_table_keeps_the_minutes_of_rows_trained_elsewhere(tmp_path):
     ablation.write_table({"name": "plan", "recipe": "r.yaml", "dataset": "d"}, rows, str(table))
     assert ablation.tabled_minutes(str(table)) == {"x": 12.5}
     assert ablation.training_minutes(str(tmp_path / "gone")) is None
+
+
+def test_test_time_overrides_are_range_checked_like_a_recipe():
+    """``evaluate.py --set test.KEY=VALUE`` on a trained model: a value out of range is the
+    same one-line error a recipe gets, not a silently odd evaluation."""
+    from core.config import Config, override_test_settings
+    from core.errors import UserError
+    cfg = Config()
+    override_test_settings(cfg, {"test.objectness": 0.25, "test.nms_iou": 0.4})
+    assert cfg.test.objectness == 0.25 and cfg.test.nms_iou == 0.4
+    for key, value, bound in (("test.objectness", 1.5, ">= 0 and <= 1"), ("test.nms_iou", 5, ">= 0 and <= 1"),
+                              ("test.objectness_iou", 0, "> 0 and <= 1")):
+        with pytest.raises(UserError, match=rf"^--set: {key} = {value}\.?0?; it must be {bound}$"):
+            override_test_settings(Config(), {key: value})
