@@ -109,6 +109,9 @@ def main() -> int:
     p.add_argument("--weights", type=float, nargs="+", default=[0.5], help="objectness weights w (default 0.5)")
     p.add_argument("--save-rescored", metavar="DIR", help="write the file rescored with the first weight here")
     args = p.parse_args()
+    bad = [w for w in args.weights if not 0 <= w <= 1]
+    if bad:
+        p.error(f"--weights {bad[0]:g}: an objectness weight is between 0 and 1")
 
     from core.datasets import load_dataset
     from core.structures import Detections, read_detections
