@@ -21,7 +21,9 @@ and is trained on every prior, so an unannotated cell is a negative for it where
 lies, as for a Faster R-CNN's RPN; the classifier only sees sampled regions. Rows:
 ``score^(1-w) x objectness^w`` for each ``--weights`` w (nothing fitted), and the
 cross-fitted regression on the two logits. ``--save-rescored DIR`` writes each rescored
-file (w the first weight) as DIR/<name>.
+file (w the first weight) as DIR/<name>. ``--held-out-by MODEL`` scores only the split's
+images that the model (every member of an ensemble) held out for validation, never trained
+on: how ``test.objectness`` was chosen on BCCD val (docs/ablation.md).
 """
 from __future__ import annotations
 
@@ -56,6 +58,26 @@ def geometry_features(dataset, dets, label: np.ndarray, variant: str) -> np.ndar
     return np.column_stack([z, border, border * z, lw, lh, lw ** 2, lh ** 2, border * lw, border * lh])
 
 
+def held_out_images(model_dir: str) -> set[str]:
+    """Image ids that ``model_dir``, or every member of the ensemble there, validated on
+    (its manifest's ``validation_images``) and so never trained on."""
+    import glob
+    import json
+
+    from core.errors import UserError
+    manifests = sorted(glob.glob(os.path.join(model_dir, "member-*", "manifest.json"))) or [
+        os.path.join(model_dir, "manifest.json")]
+    common = None
+    for path in manifests:
+        try:
+            with open(path) as f:
+                ids = set(json.load(f)["validation_images"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise UserError(f"{path}: no list of held-out validation images ({exc})") from None
+        common = ids if common is None else common & ids
+    return common
+
+
 def logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p))
@@ -65,13 +87,15 @@ def multibox_objectness(dataset, dets, multibox_dirs: list[str], min_iou: float 
     """(N,) per detection: its MultiBox objectness as ``test.objectness`` computes it."""
     from core.images import read_image
     from proposals.objectness import ObjectnessScorer
-    scorer = ObjectnessScorer(multibox_dirs, min_iou)
+    scorer = ObjectnessScorer(multibox_dirs, min_iou, classes=dataset.classes)
     ids = dets.image_ids.astype(str)
+    class_index = {name: i for i, name in enumerate(dataset.classes)}
+    labels = np.array([class_index[str(c)] for c in dets.labels], np.int64)
     out = np.zeros(len(ids))
     for rec in dataset.images:
         mine = np.flatnonzero(ids == rec.image_id)
         if len(mine):
-            out[mine] = scorer.score(scorer.predict(read_image(rec.path)), dets.boxes[mine])
+            out[mine] = scorer.score(scorer.predict(read_image(rec.path)), dets.boxes[mine], labels[mine])
     return out
 
 
@@ -108,6 +132,8 @@ def main() -> int:
                    help="also rescore with these MultiBoxes' mean objectness")
     p.add_argument("--weights", type=float, nargs="+", default=[0.5], help="objectness weights w (default 0.5)")
     p.add_argument("--save-rescored", metavar="DIR", help="write the file rescored with the first weight here")
+    p.add_argument("--held-out-by", metavar="MODEL_DIR",
+                   help="score only the images this model (all its members) held out for validation")
     args = p.parse_args()
     bad = [w for w in args.weights if not 0 <= w <= 1]
     if bad:
@@ -117,10 +143,17 @@ def main() -> int:
     from core.structures import Detections, read_detections
     from eval import evaluate
     dataset = load_dataset(args.dataset, args.split)
+    if args.held_out_by:
+        keep = held_out_images(args.held_out_by)
+        dataset.images = [rec for rec in dataset.images if rec.image_id in keep]
+        print(f"{len(dataset.images)} {args.split} images held out by every member of {args.held_out_by}\n")
     print("| detections | scores | " + " | ".join(dataset.classes) + " | mAP |")
     print("|---|---|" + "---|" * (len(dataset.classes) + 1))
     for path in args.detections:
         dets = read_detections(path)
+        if args.held_out_by:
+            mine = np.isin(dets.image_ids.astype(str), [rec.image_id for rec in dataset.images])
+            dets = Detections(dets.image_ids[mine], dets.labels[mine], dets.scores[mine], dets.boxes[mine])
         rows = [("as detected", dets.scores)]
         rows += [(f"rescored: {v}", cross_rescore(dataset, dets, v, args.seed)) for v in ("border", "border+size")]
         if args.objectness:

@@ -49,6 +49,7 @@ class MultiBoxConfig:
     match_on: str = "prior"            # prior: stable assignment; prediction: Erhan et al.
     positive_iou: float = 0.5          # priors this close to an object are positives too (0: bipartite only)
     stride: int = 32                   # prior grid cell, in input pixels (16: the 4e map's resolution)
+    class_confidences: bool = False    # also a confidence per class and prior (class-aware test.objectness)
     epochs: int = 60
     batch_size: int = 8
     lr: float = 0.01

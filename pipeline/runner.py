@@ -45,12 +45,13 @@ class DetectionRunner:
         self.objectness = None
         if self.cfg.test.objectness > 0 and predictor.objectness_multiboxes:      # (no MultiBox: nothing to ask)
             from proposals.objectness import ObjectnessScorer
-            self.objectness = ObjectnessScorer(predictor.objectness_multiboxes, self.cfg.test.objectness_iou, device)
+            self.objectness = ObjectnessScorer(predictor.objectness_multiboxes, self.cfg.test.objectness_iou, device,
+                                              predictor.classes)
 
     def _with_objectness(self, predictions, found: ImageDetections) -> ImageDetections:
         """``test.objectness``: each score blended with its box's MultiBox objectness, best first again."""
         from proposals.objectness import fuse_objectness
-        scores = fuse_objectness(found.scores, self.objectness.score(predictions, found.boxes), self.cfg.test.objectness)
+        scores = fuse_objectness(found.scores, self.objectness.score(predictions, found.boxes, found.labels), self.cfg.test.objectness)
         order = np.argsort(-scores, kind="stable")
         return ImageDetections(found.boxes[order], scores[order], found.labels[order], found.class_names,
                                found.image_id)

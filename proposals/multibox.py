@@ -17,6 +17,11 @@ CVPR 2014): a GoogLeNet trunk whose head predicts K boxes and K objectness logit
   all of them. Priors with IoU >= positive_iou to an object count as matched too
   (threshold_matches explains why).
 * Inference: the top boxes by objectness.
+* Optionally (``proposals.multibox.class_confidences``) the head also predicts, per
+  prior, a confidence for each class (one-vs-rest logistic, positive on the priors
+  matched to an object of that class): not used for proposals, which stay class-agnostic
+  as in the paper, but for ``test.objectness``, so that a box called a platelet is
+  vouched for by MultiBox's platelet confidence, not by a red cell beside it.
 """
 from __future__ import annotations
 
@@ -75,10 +80,11 @@ def shapes_per_cell(num_boxes: int, input_size: int, stride: int = 32) -> int:
 # ------------------------------------------------------------------------- network
 class MultiBoxNet(nn.Module):
     def __init__(self, shapes: np.ndarray, grid: int, width: float = 0.5, batch_norm: bool = True,
-                 stride: int = 32):
+                 stride: int = 32, num_classes: int = 0):
         super().__init__()
         from networks.googlenet import GoogLeNet, out_channels
-        self.grid, self.num_shapes = grid, len(shapes)
+        self.grid, self.num_shapes, self.num_classes = grid, len(shapes), num_classes
+        self.outputs = 5 + num_classes           # per prior: 4 offsets, objectness, class confidences
         # stride 32: the whole trunk (5b); stride 16: up to 4e, the last stride-16 map
         self.last_stage = "5b" if stride >= 32 else "4e"
         self.register_buffer("shapes", torch.as_tensor(shapes, dtype=torch.float32))
@@ -91,18 +97,19 @@ class MultiBoxNet(nn.Module):
                 del self.trunk.stages[name]
         self.head = nn.Sequential(nn.Conv2d(out_channels(self.last_stage, width), hidden, 3, padding=1),
                                   nn.ReLU(inplace=True),
-                                  nn.Conv2d(hidden, self.num_shapes * 5, 1))
+                                  nn.Conv2d(hidden, self.num_shapes * self.outputs, 1))
         nn.init.normal_(self.head[2].weight, std=0.01)
-        bias = torch.zeros(self.num_shapes, 5)
-        bias[:, 4] = -4.0                            # objectness starts low: most priors are empty
+        bias = torch.zeros(self.num_shapes, self.outputs)
+        bias[:, 4:] = -4.0                           # confidences start low: most priors are empty
         self.head[2].bias.data = bias.flatten()
 
     def forward(self, images):
-        """images ``(B, 3, S, S)`` -> (offsets ``(B, K, 4)`` in prior sizes, logits ``(B, K)``)."""
+        """images ``(B, 3, S, S)`` -> (offsets ``(B, K, 4)`` in prior sizes, objectness logits
+        ``(B, K)``, class logits ``(B, K, C)``; C = 0 without class confidences)."""
         x, _ = self.trunk.run(images, stop=self.last_stage)
         x = nn.functional.adaptive_avg_pool2d(x, self.grid)
-        out = self.head(x).permute(0, 2, 3, 1).reshape(len(images), -1, 5)   # (B, S*S*A, 5)
-        return out[..., :4], out[..., 4]
+        out = self.head(x).permute(0, 2, 3, 1).reshape(len(images), -1, self.outputs)   # (B, S*S*A, 5 + C)
+        return out[..., :4], out[..., 4], out[..., 5:]
 
     def boxes(self, offsets):
         """Normalized boxes from predicted offsets: prior + offset * prior size."""
@@ -152,9 +159,13 @@ def threshold_matches(priors: torch.Tensor, gt: torch.Tensor, rows, cols, min_io
 
 
 def multibox_loss(net, offsets, logits, gts: list[torch.Tensor], alpha: float, match_on: str = "prior",
-                  match_alpha: float | None = None, positive_iou: float = 0.0):
-    """alpha * F_loc + F_conf per matched prediction; returns (loss, loc part, conf part).
-    ``gts[b]``: ``(G_b, 4)`` normalized gt boxes. F_loc is the L2 distance of matched
+                  match_alpha: float | None = None, positive_iou: float = 0.0,
+                  class_logits: torch.Tensor | None = None, labels: list[torch.Tensor] | None = None):
+    """alpha * F_loc + F_conf (+ F_class) per matched prediction; returns (loss, loc part,
+    conf part, class part). ``gts[b]``: ``(G_b, 4)`` normalized gt boxes; with
+    ``class_logits`` ``(B, K, C)`` (C > 0), ``labels[b]`` ``(G_b,)`` are their classes and
+    F_class is the one-vs-rest logistic loss of every prior's class confidences (the
+    matched priors' own class positive, all else negative); the matching ignores it. F_loc is the L2 distance of matched
     predictions to their objects, measured in units of the prior's size (bounded below
     by the smallest prior, so tiny objects cannot blow the loss up).
 
@@ -164,6 +175,8 @@ def multibox_loss(net, offsets, logits, gts: list[torch.Tensor], alpha: float, m
     assignment of the convolutional-prior MultiBox."""
     boxes = net.boxes(offsets)
     conf_target = torch.zeros_like(logits)
+    with_classes = class_logits is not None and class_logits.shape[-1] > 0
+    class_target = torch.zeros_like(class_logits) if with_classes else None
     loc_terms = []
     for b, gt in enumerate(gts):
         rows, cols = match(boxes[b] if match_on == "prediction" else net.priors, logits[b], gt,
@@ -171,6 +184,8 @@ def multibox_loss(net, offsets, logits, gts: list[torch.Tensor], alpha: float, m
         rows, cols = threshold_matches(net.priors, gt, rows, cols, positive_iou)
         if len(rows):
             conf_target[b, rows] = 1.0
+            if with_classes:
+                class_target[b, rows, labels[b][cols].to(class_logits.device)] = 1.0
             prior_size = (net.priors[rows, 2:] - net.priors[rows, :2]).repeat(1, 2)
             loc_terms.append(0.5 * ((boxes[b, rows] - gt[cols]) / prior_size).pow(2).sum())
     # normalized by the number of matched predictions (as SSD does), not by images: with
@@ -178,7 +193,9 @@ def multibox_loss(net, offsets, logits, gts: list[torch.Tensor], alpha: float, m
     num_matched = max(1.0, float(conf_target.sum()))
     conf = nn.functional.binary_cross_entropy_with_logits(logits, conf_target, reduction="sum") / num_matched
     loc = (torch.stack(loc_terms).sum() if loc_terms else logits.sum() * 0) / num_matched
-    return alpha * loc + conf, loc.detach(), conf.detach()
+    cls = (nn.functional.binary_cross_entropy_with_logits(class_logits, class_target, reduction="sum") / num_matched
+           if with_classes else torch.zeros(()))
+    return alpha * loc + conf + cls, loc.detach(), conf.detach(), cls.detach()
 
 
 # ------------------------------------------------------------------------- data
@@ -206,11 +223,12 @@ class MultiBoxData(torch.utils.data.Dataset):
         if self.flip and torch.rand(()) < 0.5:
             image = image[:, ::-1]
             boxes = np.column_stack([1 - boxes[:, 2], boxes[:, 1], 1 - boxes[:, 0], boxes[:, 3]])
-        return prepare_image(np.ascontiguousarray(image), self.size), torch.as_tensor(boxes, dtype=torch.float32)
+        return (prepare_image(np.ascontiguousarray(image), self.size), torch.as_tensor(boxes, dtype=torch.float32),
+                torch.as_tensor(rec.labels, dtype=torch.int64))
 
 
 def _collate(batch):
-    return torch.stack([b[0] for b in batch]), [b[1] for b in batch]
+    return torch.stack([b[0] for b in batch]), [b[1] for b in batch], [b[2] for b in batch]
 
 
 # ------------------------------------------------------------------------- train / load / run
@@ -233,7 +251,8 @@ def train_multibox(dataset, cfg, out_dir: str, device="cpu", resume: bool = True
     grid = grid_size(cfg.input_size, cfg.stride)
     shapes = kmeans_shapes(normalized_boxes(dataset), shapes_per_cell(cfg.num_boxes, cfg.input_size, cfg.stride),
                            cfg.seed)
-    net = MultiBoxNet(shapes, grid, cfg.width, cfg.batch_norm, cfg.stride).to(device)
+    classes = list(dataset.classes) if cfg.class_confidences else []
+    net = MultiBoxNet(shapes, grid, cfg.width, cfg.batch_norm, cfg.stride, len(classes)).to(device)
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     # from random initialization the first steps' location gradients are huge: clip them
     trainer = Trainer(net, opt, out_dir=out_dir, epochs=cfg.epochs, lr=cfg.lr, lr_steps=cfg.lr_steps,
@@ -263,20 +282,21 @@ def train_multibox(dataset, cfg, out_dir: str, device="cpu", resume: bool = True
         return loader
 
     def step(model, batch):
-        images, gts = batch
-        offsets, logits = model(images.to(device))
-        loss, loc, conf = multibox_loss(net, offsets, logits, [g.to(device) for g in gts], cfg.loc_weight,
-                                        cfg.match_on, cfg.match_weight, cfg.positive_iou)
+        images, gts, labels = batch
+        offsets, logits, class_logits = model(images.to(device))
+        loss, loc, conf, cls = multibox_loss(net, offsets, logits, [g.to(device) for g in gts], cfg.loc_weight,
+                                             cfg.match_on, cfg.match_weight, cfg.positive_iou, class_logits, labels)
         loss.backward()
-        return {"loss": loss.item(), "loc": loc.item(), "conf": conf.item(), "count": 1}
+        logged = {"loss": loss.item(), "loc": loc.item(), "conf": conf.item(), "count": 1}
+        return {**logged, "class": cls.item()} if classes else logged
 
     history = trainer.fit(batches, step)
-    path = export_multibox(net, cfg, out_dir, history) if distributed.is_main() else None
+    path = export_multibox(net, cfg, out_dir, history, classes) if distributed.is_main() else None
     distributed.barrier()
     return path or os.path.join(out_dir, "multibox.pt")
 
 
-def export_multibox(net, cfg, out_dir, history) -> str:
+def export_multibox(net, cfg, out_dir, history, classes=()) -> str:
     from core.fileio import write_json
     from networks.engine import save_checkpoint
     path = os.path.join(out_dir, "multibox.pt")
@@ -284,12 +304,31 @@ def export_multibox(net, cfg, out_dir, history) -> str:
                            for k, v in net.state_dict().items()})
     write_json(os.path.join(out_dir, "multibox.json"),
                {"num_boxes": len(net.priors), "grid": net.grid, "input_size": cfg.input_size, "width": cfg.width,
-                "batch_norm": cfg.batch_norm, "stride": cfg.stride, "history": history})
+                "batch_norm": cfg.batch_norm, "stride": cfg.stride, "classes": list(classes), "history": history})
     return path
 
 
+_LOADED: dict[tuple, tuple[MultiBoxNet, int]] = {}
+
+
 def load_multibox(model_dir: str, device="cpu") -> tuple[MultiBoxNet, int]:
-    """(network in eval mode, input size) from a directory written by train_multibox."""
+    """(network in eval mode, input size) from a directory written by train_multibox.
+
+    Loaded once per process (until the file changes): the proposal generator and the
+    objectness scorer then hold the same network, and multibox_predictions does not run
+    it twice on the same image."""
+    weights = os.path.join(model_dir, "multibox.pt")
+    try:
+        stat = os.stat(weights)
+    except OSError:
+        return _load_multibox(model_dir, device)     # says what is missing
+    key = (os.path.realpath(weights), stat.st_mtime_ns, stat.st_size, str(device))
+    if key not in _LOADED:
+        _LOADED[key] = _load_multibox(model_dir, device)
+    return _LOADED[key]
+
+
+def _load_multibox(model_dir: str, device) -> tuple[MultiBoxNet, int]:
     from networks.engine import load_checkpoint
     from networks.transforms import for_inference
     meta_path = os.path.join(model_dir, "multibox.json")
@@ -301,7 +340,8 @@ def load_multibox(model_dir: str, device="cpu") -> tuple[MultiBoxNet, int]:
     state = load_checkpoint(os.path.join(model_dir, "multibox.pt"))
     try:
         net = MultiBoxNet(state["shapes"].numpy(), meta["grid"], meta["width"], meta["batch_norm"],
-                          meta.get("stride", 32))
+                          meta.get("stride", 32), len(meta.get("classes", ())))
+        net.classes = list(meta.get("classes", ()))
         net.load_state_dict({k: v.float() for k, v in state.items()})
     except (KeyError, RuntimeError) as exc:      # e.g. a model from an older layout
         raise UserError(f"{model_dir}/multibox.pt does not fit its multibox.json ({str(exc)[:200]}); "
@@ -315,17 +355,31 @@ def multibox_proposals(net: MultiBoxNet, input_size: int, images_rgb: list[np.nd
     """Top-k (boxes in pixels, objectness) per image, best first; with ``nms_iou`` < 1,
     after non-maximum suppression (neighbouring priors find the same object)."""
     from torchvision.ops import nms
+    out = []
+    for px, scores, _ in multibox_predictions(net, input_size, images_rgb, device):
+        order = (nms(px, scores, nms_iou) if nms_iou < 1 else torch.argsort(scores, descending=True))[:top_k]
+        out.append((px[order].cpu().numpy(), scores[order].cpu().numpy()))
+    return out
+
+
+@torch.no_grad()
+def multibox_predictions(net: MultiBoxNet, input_size: int, images_rgb: list[np.ndarray], device="cpu"):
+    """Every prior's prediction per image, in prior order: (boxes ``(K, 4)`` float32 in
+    pixels, objectness ``(K,)``, class confidences ``(K, C)``; C = 0 without them).
+    A single image that is the very array of the net's previous single-image call is
+    answered from that call (proposals, then objectness, on the fast path)."""
+    last = getattr(net, "last_single_image", None)
+    if len(images_rgb) == 1 and last is not None and last[0] is images_rgb[0] and last[1] == input_size:
+        return last[2]
     batch = torch.stack([prepare_image(im, input_size) for im in images_rgb]).to(device)
-    offsets, logits = net(batch)
+    offsets, logits, class_logits = net(batch)
     boxes = net.boxes(offsets)
     out = []
     for b, im in enumerate(images_rgb):
         h, w = im.shape[:2]
-        scores = torch.sigmoid(logits[b])
         corners = boxes[b].clamp(0, 1).view(-1, 2, 2)                 # an inverted box is put right
         px = torch.cat([corners.min(1).values, corners.max(1).values], 1) * torch.tensor(
             [w, h, w, h], device=boxes.device, dtype=boxes.dtype)
-        order = (nms(px, scores, nms_iou) if nms_iou < 1 else torch.argsort(scores, descending=True))[:top_k]
-        px = px[order].cpu().numpy()
-        out.append((px.astype(np.float32), scores[order].cpu().numpy().astype(np.float32)))
+        out.append((px.float(), torch.sigmoid(logits[b]).float(), torch.sigmoid(class_logits[b]).float()))
+    net.last_single_image = (images_rgb[0], input_size, out) if len(images_rgb) == 1 else None
     return out

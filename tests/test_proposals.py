@@ -91,8 +91,8 @@ def test_multibox_few_steps_lower_the_loss():
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     losses = []
     for _ in range(25):
-        offsets, logits = net(images)
-        loss, _, _ = multibox_loss(net, offsets, logits, gts, alpha=2.0)
+        offsets, logits, _ = net(images)
+        loss, _, _, _ = multibox_loss(net, offsets, logits, gts, alpha=2.0)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -100,6 +100,28 @@ def test_multibox_few_steps_lower_the_loss():
     assert losses[-1] < 0.4 * losses[0]
     # decoded boxes: zero offsets are the priors themselves
     np.testing.assert_allclose(net.boxes(torch.zeros(8, 4)).numpy(), net.priors.numpy())
+
+
+def test_multibox_class_confidences_learn_the_matched_objects_class():
+    torch.manual_seed(0)
+    net = MultiBoxNet(np.array([[0.3, 0.3], [0.5, 0.4]], np.float32), grid=2, width=0.125, num_classes=3)
+    images = torch.randn(2, 3, 64, 64)
+    gts = [torch.tensor([[0.12, 0.1, 0.42, 0.38]]), torch.tensor([[0.5, 0.52, 0.98, 0.9], [0.2, 0.5, 0.5, 0.85]])]
+    labels = [torch.tensor([2]), torch.tensor([0, 1])]
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    for _ in range(40):
+        offsets, logits, class_logits = net(images)
+        loss, _, _, cls = multibox_loss(net, offsets, logits, gts, alpha=2.0, positive_iou=0.3,
+                                        class_logits=class_logits, labels=labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert class_logits.shape == (2, 8, 3) and cls > 0
+    probs = torch.sigmoid(net(images)[2]).detach()
+    # image 0's object is class 2: the prior it was matched to is most confident for class 2
+    best_prior = int(probs[0, :, 2].argmax())
+    assert probs[0, best_prior].argmax() == 2 and probs[0, best_prior, 2] > 0.5
+    assert probs[0, :, 0].max() < 0.5 and probs[0, :, 1].max() < 0.5      # no object of class 0 or 1 there
 
 
 def test_threshold_matches_add_close_priors_to_the_bipartite_match():
@@ -119,14 +141,29 @@ def test_stride_16_multibox_uses_the_4e_map_and_nms_thins_its_boxes():
     net = MultiBoxNet(np.array([[0.3, 0.3]], np.float32), grid=4, width=0.125, stride=16).eval()
     torch.nn.init.zeros_(net.head[2].weight)     # every prediction is its prior
     assert net.last_stage == "4e" and "5b" not in net.trunk.stages
-    offsets, logits = net(torch.randn(1, 3, 64, 64))
-    assert offsets.shape == (1, 16, 4) and logits.shape == (1, 16)
+    offsets, logits, class_logits = net(torch.randn(1, 3, 64, 64))
+    assert offsets.shape == (1, 16, 4) and logits.shape == (1, 16) and class_logits.shape == (1, 16, 0)
     image = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
     (boxes, scores), = multibox_proposals(net, 64, [image], top_k=16)
     assert boxes.shape == (16, 4) and (np.diff(scores) <= 0).all()
     np.testing.assert_allclose(np.sort(boxes[:, 0]), np.sort(net.priors[:, 0].clamp(0, 1).numpy() * 64), atol=1e-4)
     (thin, _), = multibox_proposals(net, 64, [image], top_k=16, nms_iou=0.05)
     assert 0 < len(thin) < 16                     # 0.3-wide priors a quarter apart: IoU 0.09
+
+
+def test_multibox_runs_once_per_image_for_proposals_then_objectness():
+    from proposals.multibox import multibox_predictions
+    torch.manual_seed(0)
+    net = MultiBoxNet(np.array([[0.3, 0.3]], np.float32), grid=4, width=0.125, stride=16).eval()
+    calls = []
+    net.register_forward_hook(lambda *_: calls.append(1))
+    image = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    (boxes, scores), = multibox_proposals(net, 64, [image], top_k=5)
+    (all_boxes, objectness, per_class), = multibox_predictions(net, 64, [image])
+    assert len(calls) == 1 and per_class.shape == (16, 0)
+    np.testing.assert_allclose(np.sort(objectness.numpy())[::-1][:5], scores)
+    multibox_predictions(net, 64, [image.copy()])          # another array: run again
+    assert len(calls) == 2
 
 
 def test_recall_report_hand_case():
@@ -159,6 +196,10 @@ def test_objectness_is_the_best_confidence_overlapping_enough_and_blends_geometr
     np.testing.assert_allclose(objectness_of(boxes, predicted, confidence, 0.5), [0.6, 0.9, 0.0])
     np.testing.assert_allclose(objectness_of(boxes, predicted, confidence, 0.9), [0.2, 0.0, 0.0])
     assert objectness_of(boxes[:0], predicted, confidence, 0.5).shape == (0,)
+    # per-class confidences (P, C): each box is vouched for by its own class's column only
+    per_class = np.column_stack([confidence, 1 - confidence])
+    np.testing.assert_allclose(objectness_of(boxes, predicted, per_class, 0.5, labels=np.array([1, 0, 1])),
+                               [0.8, 0.9, 0.0], rtol=1e-6)        # box 0: class 1's 0.8 and 0.4, not 0.6
     np.testing.assert_allclose(fuse_objectness(np.array([0.81, 0.5]), np.array([0.25, 0.0]), 0.5), [0.45, 0.0])
     np.testing.assert_allclose(fuse_objectness(np.array([0.81]), np.array([0.25]), 0.0), [0.81])
 
