@@ -54,6 +54,17 @@ def member_dirs(path: str) -> list[str]:
     return read_ensemble_spec(path)["dirs"] if is_ensemble(path) else [path]
 
 
+def member_names(dirs: list[str]) -> list[str]:
+    """A name per member directory: its folder name, or, where two share one (``a/member-0``,
+    ``b/member-0``), the shortest trailing part of the path that tells them apart."""
+    parts = [os.path.normpath(d).split(os.sep) for d in dirs]
+    for depth in range(1, max(map(len, parts), default=1) + 1):
+        names = [os.sep.join(p[-depth:]) for p in parts]
+        if len(set(names)) == len(names):
+            break
+    return names
+
+
 def model_config(path: str):
     """The (first member's) config of a model or ensemble, without loading weights."""
     from .config import load_config

@@ -20,7 +20,7 @@ import numpy as np
 
 from core.boxes import array_lib
 from core.errors import UserError
-from core.modeldir import ENSEMBLE_FILE, is_ensemble, member_dirs, read_ensemble_spec
+from core.modeldir import ENSEMBLE_FILE, is_ensemble, member_dirs, member_names, read_ensemble_spec
 
 VOTES = ("soft", "hard")
 HARD_VOTE_TIE_BREAK = 1e-3   # hard vote: equal shares are ordered by the mean probability
@@ -152,6 +152,6 @@ def load_predictor(path: str, device="cpu", vote: str | None = None) -> Ensemble
     dirs = member_dirs(path)
     spec = read_ensemble_spec(path) if is_ensemble(path) else {}
     members = [DetectorModel.load(d, device) for d in dirs]
-    names = [os.path.basename(os.path.normpath(d)) for d in dirs]
+    names = member_names(dirs)
     return Ensemble(members, names, spec.get("weights"), vote or spec.get("vote", "soft"), path,
                     spec.get("multibox_dir"))

@@ -40,6 +40,15 @@ def test_bad_weights_and_votes():
         combine_probs([P1, P2], vote="plurality")
 
 
+def test_members_with_the_same_folder_name_keep_apart_names():
+    from core.modeldir import member_names
+    assert member_names(["runs/a/m0", "runs/a/m1"]) == ["m0", "m1"]
+    # two bundles' member-0 in one ensemble: the shortest trailing path that differs
+    assert member_names(["old/bccd/member-0", "models/bccd/member-0", "models/bccd/member-1"]) == [
+        "old/bccd/member-0", "models/bccd/member-0", "models/bccd/member-1"]
+    assert member_names(["x/member-0/", "y/member-0"]) == ["x/member-0", "y/member-0"]
+
+
 def test_deltas_are_averaged():
     d1, d2 = np.ones((2, 2, 4)), 3 * np.ones((2, 2, 4))
     np.testing.assert_allclose(combine_deltas([d1, d2]), 2 * np.ones((2, 2, 4)))
