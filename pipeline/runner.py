@@ -51,7 +51,8 @@ class DetectionRunner:
     def _with_objectness(self, predictions, found: ImageDetections) -> ImageDetections:
         """``test.objectness``: each score blended with its box's MultiBox objectness, best first again."""
         from proposals.objectness import fuse_objectness
-        scores = fuse_objectness(found.scores, self.objectness.score(predictions, found.boxes, found.labels), self.cfg.test.objectness)
+        objectness = self.objectness.score(predictions, found.boxes, found.labels)
+        scores = fuse_objectness(found.scores, objectness, self.cfg.test.objectness)
         order = np.argsort(-scores, kind="stable")
         return ImageDetections(found.boxes[order], scores[order], found.labels[order], found.class_names,
                                found.image_id)

@@ -165,9 +165,10 @@ def multibox_loss(net, offsets, logits, gts: list[torch.Tensor], alpha: float, m
     conf part, class part). ``gts[b]``: ``(G_b, 4)`` normalized gt boxes; with
     ``class_logits`` ``(B, K, C)`` (C > 0), ``labels[b]`` ``(G_b,)`` are their classes and
     F_class is the one-vs-rest logistic loss of every prior's class confidences (the
-    matched priors' own class positive, all else negative); the matching ignores it. F_loc is the L2 distance of matched
-    predictions to their objects, measured in units of the prior's size (bounded below
-    by the smallest prior, so tiny objects cannot blow the loss up).
+    matched priors' own class positive, all else negative); the matching ignores it.
+    F_loc is the L2 distance of matched predictions to their objects, measured in units
+    of the prior's size (bounded below by the smallest prior, so tiny objects cannot blow
+    the loss up).
 
     ``match_on="prediction"`` is Erhan et al.'s assignment (predicted locations in the
     cost); ``"prior"`` puts the priors' own locations there, so that an object keeps

@@ -124,6 +124,32 @@ def test_multibox_class_confidences_learn_the_matched_objects_class():
     assert probs[0, :, 0].max() < 0.5 and probs[0, :, 1].max() < 0.5      # no object of class 0 or 1 there
 
 
+def test_class_aware_multibox_round_trip_and_the_scorer_checks_its_classes(tmp_path):
+    from core.config import MultiBoxConfig
+    from core.errors import UserError
+    from proposals.multibox import export_multibox, load_multibox
+    from proposals.objectness import ObjectnessScorer
+    torch.manual_seed(0)
+    net = MultiBoxNet(np.array([[0.3, 0.3]], np.float32), grid=4, width=0.125, stride=16, num_classes=2)
+    torch.nn.init.zeros_(net.head[2].weight)     # every prediction is its prior
+    torch.nn.init.uniform_(net.head[2].bias, -2, 2)
+    export_multibox(net, MultiBoxConfig(input_size=64, width=0.125, stride=16), str(tmp_path), [], ["cat", "dog"])
+    loaded, size = load_multibox(str(tmp_path))
+    assert size == 64 and loaded.num_classes == 2 and loaded.classes == ["cat", "dog"]
+    with pytest.raises(UserError, match="class confidences are for"):
+        ObjectnessScorer([str(tmp_path)], 0.5, classes=["dog", "cat"])
+    scorer = ObjectnessScorer([str(tmp_path)], 0.5, classes=["cat", "dog"])
+    image = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    (boxes, confidence), = scorer.predict(image)
+    assert boxes.shape == (16, 4) and confidence.shape == (16, 2)
+    # a box on prior 5: vouched for by the "dog" confidence of the priors overlapping it
+    from core.boxes import pairwise_iou
+    near = pairwise_iou(boxes, boxes[5:6])[:, 0] >= 0.5
+    assert near.sum() >= 1 and not np.allclose(confidence[:, 0], confidence[:, 1])
+    assert scorer.score(scorer.predict(image), boxes[5:6], np.array([1]))[0] == pytest.approx(confidence[near, 1].max())
+    assert scorer.score(scorer.predict(image), boxes[5:6], np.array([0]))[0] == pytest.approx(confidence[near, 0].max())
+
+
 def test_threshold_matches_add_close_priors_to_the_bipartite_match():
     priors = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.05, 0.0, 0.55, 0.5], [0.5, 0.5, 1.0, 1.0], [0.6, 0.0, 1.0, 0.3]])
     gt = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]])
