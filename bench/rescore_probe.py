@@ -83,11 +83,15 @@ def logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def multibox_objectness(dataset, dets, multibox_dirs: list[str], min_iou: float = 0.5) -> np.ndarray:
-    """(N,) per detection: its MultiBox objectness as ``test.objectness`` computes it."""
+def multibox_objectness(dataset, dets, multibox_dirs: list[str], min_iou: float = 0.5,
+                        iou_weighted: bool = False) -> np.ndarray:
+    """(N,) per detection: its MultiBox objectness as ``test.objectness`` computes it; with
+    ``iou_weighted`` each prediction's confidence times its IoU with the box (tried, not adopted)."""
     from core.images import read_image
     from proposals.objectness import ObjectnessScorer
     scorer = ObjectnessScorer(multibox_dirs, min_iou, classes=dataset.classes)
+    score = (lambda predictions, boxes, _: iou_weighted_objectness(predictions, boxes, min_iou)) if iou_weighted \
+        else scorer.score
     ids = dets.image_ids.astype(str)
     class_index = {name: i for i, name in enumerate(dataset.classes)}
     labels = np.array([class_index[str(c)] for c in dets.labels], np.int64)
@@ -95,8 +99,17 @@ def multibox_objectness(dataset, dets, multibox_dirs: list[str], min_iou: float 
     for rec in dataset.images:
         mine = np.flatnonzero(ids == rec.image_id)
         if len(mine):
-            out[mine] = scorer.score(scorer.predict(read_image(rec.path)), dets.boxes[mine], labels[mine])
+            out[mine] = score(scorer.predict(read_image(rec.path)), dets.boxes[mine], labels[mine])
     return out
+
+
+def iou_weighted_objectness(predictions, boxes: np.ndarray, min_iou: float) -> np.ndarray:
+    """Like ObjectnessScorer.score with class-agnostic MultiBoxes, but max_j conf_j x IoU_j."""
+    from core.boxes import pairwise_iou
+    each = [np.where(iou >= min_iou, confidence[None, :] * iou, 0.0).max(axis=1)
+            for iou, confidence in ((pairwise_iou(np.asarray(boxes, np.float32), predicted), confidence)
+                                    for predicted, confidence in predictions)]
+    return np.mean(each, axis=0)
 
 
 def cross_rescore(dataset, dets, variant: str, seed: int = 0, extra: np.ndarray | None = None) -> np.ndarray:
@@ -132,6 +145,8 @@ def main() -> int:
                    help="also rescore with these MultiBoxes' mean objectness")
     p.add_argument("--weights", type=float, nargs="+", default=[0.5], help="objectness weights w (default 0.5)")
     p.add_argument("--save-rescored", metavar="DIR", help="write the file rescored with the first weight here")
+    p.add_argument("--iou-weighted", action="store_true",
+                   help="objectness as each prediction's confidence times its IoU with the box")
     p.add_argument("--held-out-by", metavar="MODEL_DIR",
                    help="score only the images this model (all its members) held out for validation")
     args = p.parse_args()
@@ -158,7 +173,7 @@ def main() -> int:
         rows += [(f"rescored: {v}", cross_rescore(dataset, dets, v, args.seed)) for v in ("border", "border+size")]
         if args.objectness:
             from proposals.objectness import fuse_objectness
-            obj = multibox_objectness(dataset, dets, args.objectness)
+            obj = multibox_objectness(dataset, dets, args.objectness, iou_weighted=args.iou_weighted)
             fused = [(f"score^{1 - w:g} x objectness^{w:g}", fuse_objectness(dets.scores, obj, w)) for w in args.weights]
             rows += fused + [("rescored: objectness", cross_rescore(dataset, dets, "objectness", args.seed, obj))]
             if args.save_rescored:
