@@ -19,19 +19,21 @@
 #                   fitted, and trained from that at the same thread count with the same
 #                   proposals the run repeats bit for bit (tests/test_own_data.py;
 #                   `python bench/same_weights.py models/raccoon runs/raccoon` checks).
-#                   The bundled members were trained before selective search was seeded
-#                   per image (cd5c1a5), so their proposal order cannot be repeated: for
+#                   models/bccd's members were trained after selective search was seeded
+#                   per image (cd5c1a5: they are this script's own retrain of the earlier
+#                   bundle's, 2026-11-28), so they repeat exactly; models/raccoon's were
+#                   trained before it, so their proposal order cannot be repeated: for
 #                   them this is the same schedule and seed with another proposal order
-#                   (README, *Bundled models*, measured on raccoon)
+#                   (README, *Bundled models*, measured)
 #   runs/bccd_warp  BCCD in R-CNN's warp mode (bench/recipes/bccd_warp.yaml), for the
 #                   README's warp-vs-shared rows; it reuses runs/bccd's MultiBox
 # then models/ is made from them by bench/bundle_models.py. Logs: runs/*.log
 #   python bench/bundle_models.py runs/bccd models/bccd --dataset ../shared/datasets/bccd \
-#     --recipe "configs/default.yaml adapted to the data (train.easy_bg_fraction 0.5), seeds 0 / 1 / 2, on member-0's MultiBox" --set test.flip_vote=false
+#     --recipe "configs/default.yaml adapted to the data (train.easy_bg_fraction 0.5), seeds 0 / 1 / 2, on member-0's MultiBox" --set test.flip_vote=false test.objectness=0.25
 #   python bench/bundle_models.py runs/raccoon models/raccoon --dataset ../shared/datasets/raccoon \
 #     --recipe "configs/default.yaml adapted to the data, --minutes 45, seeds 0 / 1 / 2, on member-0's MultiBox"
-# (models/bccd's members are the leave-one-out runs runs/leave_one_out/easy_bg05/bccd,
-# bccd_s1 and bccd_s2; flip voting is off in its bundle: it doubles the network time, and
+# (models/bccd's members are the retrain of the leave-one-out runs runs/leave_one_out/easy_bg05/bccd,
+# bccd_s1 and bccd_s2 from their config.yaml; flip voting is off in its bundle: it doubles the network time, and
 # the previous bundle's three voted to 0.890 / 0.890 without it, 0.887 / 0.889 with it.)
 # models/bccd_warp was trained at commit fe8948e, on that day's 416-px MultiBox
 # (bench/recipes/bccd_screening.yaml's); retrained here it gets the default run's 608-px one.
