@@ -61,14 +61,12 @@ def geometry_features(dataset, dets, label: np.ndarray, variant: str) -> np.ndar
 def held_out_images(model_dir: str) -> set[str]:
     """Image ids that ``model_dir``, or every member of the ensemble there, validated on
     (its manifest's ``validation_images``) and so never trained on."""
-    import glob
     import json
 
     from core.errors import UserError
-    manifests = sorted(glob.glob(os.path.join(model_dir, "member-*", "manifest.json"))) or [
-        os.path.join(model_dir, "manifest.json")]
+    from core.modeldir import member_dirs
     common = None
-    for path in manifests:
+    for path in (os.path.join(d, "manifest.json") for d in member_dirs(model_dir)):
         try:
             with open(path) as f:
                 ids = set(json.load(f)["validation_images"])

@@ -300,3 +300,20 @@ def test_same_weights_finds_a_bundle_identical_to_its_run_and_names_a_changed_te
     assert "member-1/model.pt: max |diff| 0.5" in capsys.readouterr().out
     with pytest.raises(UserError, match="not the same kind of model"):
         same.main([str(ens), str(ens / "member-0")])
+
+
+def test_held_out_images_are_those_every_member_validated_on(tmp_path):
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
+    from rescore_probe import held_out_images
+    for name, ids in (("a", ["x", "y", "z"]), ("b", ["y", "z", "w"])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text(json.dumps({"validation_images": ids}))
+    assert held_out_images(str(tmp_path / "a")) == {"x", "y", "z"}
+    (tmp_path / "ens").mkdir()
+    (tmp_path / "ens" / "ensemble.json").write_text(json.dumps({"members": ["../a", "../b"]}))
+    assert held_out_images(str(tmp_path / "ens")) == {"y", "z"}
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "manifest.json").write_text("{}")
+    with pytest.raises(UserError, match="no list of held-out validation images"):
+        held_out_images(str(tmp_path / "c"))
