@@ -9,7 +9,7 @@
 #                   each member keeps its own MultiBox, whose objectness the bundles'
 #                   test.objectness (in the members' config.yaml) averages.
 #                   The members were `--minutes` runs of the default recipe, each with its
-#                   own MultiBox, seeds 0, 1, 2:
+#                   own MultiBox, seeds 0, 1, 2 (JOBS=3 trains all three at once):
 #                     train.py --dataset ../shared/datasets/bccd --minutes 100 --set train.seed=S
 #                     train.py --dataset ../shared/datasets/raccoon --minutes 45 --set train.seed=S
 #                   (BCCD's through `bench/leave_one_out.py --variant easy_bg05 --set
@@ -19,19 +19,17 @@
 #                   fitted, and trained from that at the same thread count with the same
 #                   proposals the run repeats bit for bit (tests/test_own_data.py;
 #                   `python bench/same_weights.py models/raccoon runs/raccoon` checks).
-#                   models/bccd's members were trained after selective search was seeded
-#                   per image (cd5c1a5: they are this script's own retrain of the earlier
-#                   bundle's, 2026-11-28), so they repeat exactly; models/raccoon's were
-#                   trained before it, so their proposal order cannot be repeated: for
-#                   them this is the same schedule and seed with another proposal order
-#                   (README, *Bundled models*, measured)
+#                   Both bundles' members were trained after selective search was seeded
+#                   per image (cd5c1a5; models/bccd's are this script's own retrain of the
+#                   earlier bundle's, models/raccoon's the runs/raccoon_rep runs, both
+#                   2026-11-28), so they repeat exactly (README, *Bundled models*)
 #   runs/bccd_warp  BCCD in R-CNN's warp mode (bench/recipes/bccd_warp.yaml), for the
 #                   README's warp-vs-shared rows; it reuses runs/bccd's MultiBox
 # then models/ is made from them by bench/bundle_models.py. Logs: runs/*.log
 #   python bench/bundle_models.py runs/bccd models/bccd --dataset ../shared/datasets/bccd \
 #     --recipe "configs/default.yaml adapted to the data (train.easy_bg_fraction 0.5), seeds 0 / 1 / 2, on member-0's MultiBox" --set test.flip_vote=false test.objectness=0.25
 #   python bench/bundle_models.py runs/raccoon models/raccoon --dataset ../shared/datasets/raccoon \
-#     --recipe "configs/default.yaml adapted to the data, --minutes 45, seeds 0 / 1 / 2, on member-0's MultiBox"
+#     --recipe "configs/default.yaml adapted to the data (train.py --dataset ../shared/datasets/raccoon --minutes 45), seeds 0 / 1 / 2, on member-0's MultiBox"
 # (models/bccd's members are the retrain of the leave-one-out runs runs/leave_one_out/easy_bg05/bccd,
 # bccd_s1 and bccd_s2 from their config.yaml; flip voting is off in its bundle: it doubles the network time, and
 # the previous bundle's three voted to 0.890 / 0.890 without it, 0.887 / 0.889 with it.)
@@ -47,7 +45,8 @@ for part in $PARTS; do
 done
 mkdir -p runs
 
-retrain_members() {   # NAME: models/NAME/member-K -> runs/NAME/member-K, two at a time, then the ensemble
+JOBS=${JOBS:-2}   # members trained at once, one thread each (3 on 2 cores: slower each, the same weights)
+retrain_members() {   # NAME: models/NAME/member-K -> runs/NAME/member-K, JOBS at a time, then the ensemble
   pids=""; running=0
   for cfg in models/$1/member-*/config.yaml; do
     member=$(basename "$(dirname "$cfg")")
@@ -59,7 +58,7 @@ retrain_members() {   # NAME: models/NAME/member-K -> runs/NAME/member-K, two at
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $PY train.py --config $cfg --out $out $resume --no-progress \
       --cache-dir runs/$1/cache >> runs/$1-$member.log 2>&1 &
     pids="$pids $!"; running=$((running + 1))
-    if [ $running = 2 ]; then for pid in $pids; do wait $pid; done; pids=""; running=0; fi   # (set -e sees a failed job only through wait)
+    if [ $running = "$JOBS" ]; then for pid in $pids; do wait $pid; done; pids=""; running=0; fi   # (set -e sees a failed job only through wait)
   done
   for pid in $pids; do wait $pid; done
   $PY -m ensemble create runs/$1 $(ls -d runs/$1/member-*) --multibox runs/$1/member-0/multibox >> runs/$1.log 2>&1
