@@ -4,7 +4,8 @@
     python bench/same_weights.py models/raccoon runs/raccoon
 
 Compares every member's model.pt and heads.npz (an ensemble's members in order, or the
-directory itself) and the MultiBox the proposals come from, tensor by tensor, and prints
+directory itself), the MultiBox the proposals come from and each member's own MultiBox
+(test.objectness reads them), tensor by tensor, and prints
 per file "identical" or the largest absolute difference. Exit 0 when all are identical, 1 when any differs; a
 missing or unreadable file is a one-line error (exit 2). This is how the README checks
 that `bench/train_bundled.sh` retrains the bundle itself rather than another draw.
@@ -55,16 +56,20 @@ def difference(a: dict, b: dict) -> float | None:
 
 def weight_files(model: str) -> list[str]:
     """The files whose weights decide a model's detections: each member's classifier and
-    box regressors, then the one MultiBox its proposals come from (an ensemble's own, or
-    the first member's, which an ensemble without one shares; bench/bundle_models.py keeps
-    only that one)."""
+    box regressors, the MultiBox its proposals come from (an ensemble's own, or the first
+    member's, which an ensemble without one shares), then every member's own MultiBox that
+    is another file (test.objectness averages them; a link to the shared one counts once)."""
     members = member_dirs(model)
     files = [os.path.join(d, name) for d in members for name in MEMBER_FILES
              if os.path.exists(os.path.join(d, name))]
     multibox = (is_ensemble(model) and read_ensemble_spec(model).get("multibox_dir")) or \
         os.path.join(members[0], "multibox")
-    if os.path.isdir(multibox):
-        files.append(os.path.join(multibox, "multibox.pt"))
+    multiboxes = [os.path.join(multibox, "multibox.pt")] + [os.path.join(d, "multibox", "multibox.pt") for d in members]
+    seen = set()
+    for path in multiboxes:
+        if os.path.exists(path) and os.path.realpath(path) not in seen:
+            seen.add(os.path.realpath(path))
+            files.append(path)
     return files
 
 

@@ -300,6 +300,24 @@ def test_same_weights_finds_a_bundle_identical_to_its_run_and_names_a_changed_te
     assert "member-1/model.pt: max |diff| 0.5" in capsys.readouterr().out
     with pytest.raises(UserError, match="not the same kind of model"):
         same.main([str(ens), str(ens / "member-0")])
+    # a member's own MultiBox (test.objectness averages them) is compared too
+    for copy in ("copy", "copy2"):
+        if copy == "copy2":
+            bundle.copy_ensemble(str(ens), str(tmp_path / copy))
+        own = tmp_path / copy / "member-1" / "multibox"
+        target = os.path.realpath(own)
+        own.unlink()
+        shutil.copytree(target, own)
+    assert same.main([str(tmp_path / "copy"), str(tmp_path / "copy2")]) == 1     # member-1's model.pt still differs
+    out = capsys.readouterr().out
+    assert out.count(": identical") == 5 and "member-1/multibox/multibox.pt vs" in out
+    mb = tmp_path / "copy2" / "member-1" / "multibox" / "multibox.pt"
+    weights = torch.load(mb, weights_only=True)
+    first = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[first] = weights[first] - 0.25
+    torch.save(weights, mb)
+    same.main([str(tmp_path / "copy"), str(tmp_path / "copy2")])
+    assert "member-1/multibox/multibox.pt: max |diff| 0.25" in capsys.readouterr().out
 
 
 def test_held_out_images_are_those_every_member_validated_on(tmp_path):
