@@ -301,9 +301,8 @@ def test_same_weights_finds_a_bundle_identical_to_its_run_and_names_a_changed_te
     with pytest.raises(UserError, match="not the same kind of model"):
         same.main([str(ens), str(ens / "member-0")])
     # a member's own MultiBox (test.objectness averages them) is compared too
-    for copy in ("copy", "copy2"):
-        if copy == "copy2":
-            bundle.copy_ensemble(str(ens), str(tmp_path / copy))
+    bundle.copy_ensemble(str(ens), str(tmp_path / "copy2"))
+    for copy in ("copy", "copy2"):                       # member-1 gets a MultiBox of its own
         own = tmp_path / copy / "member-1" / "multibox"
         target = os.path.realpath(own)
         own.unlink()
@@ -321,9 +320,8 @@ def test_same_weights_finds_a_bundle_identical_to_its_run_and_names_a_changed_te
 
 
 def test_held_out_images_are_those_every_member_validated_on(tmp_path):
-    import sys
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
-    from rescore_probe import held_out_images
+    from conftest import bench_script
+    held_out_images = bench_script("rescore_probe").held_out_images
     for name, ids in (("a", ["x", "y", "z"]), ("b", ["y", "z", "w"])):
         (tmp_path / name).mkdir()
         (tmp_path / name / "manifest.json").write_text(json.dumps({"validation_images": ids}))
