@@ -147,6 +147,8 @@ def main() -> int:
                    help="objectness as each prediction's confidence times its IoU with the box")
     p.add_argument("--held-out-by", metavar="MODEL_DIR",
                    help="score only the images this model (all its members) held out for validation")
+    p.add_argument("--as-detected", action="store_true",
+                   help="only score the files as they are (no rescoring rows): comparing test-time settings")
     args = p.parse_args()
     bad = [w for w in args.weights if not 0 <= w <= 1]
     if bad:
@@ -168,8 +170,9 @@ def main() -> int:
             mine = np.isin(dets.image_ids.astype(str), [rec.image_id for rec in dataset.images])
             dets = Detections(dets.image_ids[mine], dets.labels[mine], dets.scores[mine], dets.boxes[mine])
         rows = [("as detected", dets.scores)]
-        rows += [(f"rescored: {v}", cross_rescore(dataset, dets, v, args.seed)) for v in ("border", "border+size")]
-        if args.objectness:
+        if not args.as_detected:
+            rows += [(f"rescored: {v}", cross_rescore(dataset, dets, v, args.seed)) for v in ("border", "border+size")]
+        if args.objectness and not args.as_detected:
             from proposals.objectness import fuse_objectness
             obj = multibox_objectness(dataset, dets, args.objectness, iou_weighted=args.iou_weighted)
             fused = [(f"score^{1 - w:g} x objectness^{w:g}", fuse_objectness(dets.scores, obj, w)) for w in args.weights]
@@ -182,7 +185,7 @@ def main() -> int:
         for name, scores in rows:
             r = evaluate(dataset, Detections(dets.image_ids, dets.labels, scores, dets.boxes), "voc")
             ap = " | ".join(f"{r.per_class[c]:.3f}" for c in dataset.classes)
-            print(f"| {os.path.basename(path)} | {name} | {ap} | {r.mAP:.3f} |")
+            print(f"| {os.path.basename(path)} | {name} | {ap} | {r.mAP:.4f} |")
     return 0
 
 

@@ -153,6 +153,8 @@ class TestConfig:
                                        # objectness averaged over the members' MultiBoxes (proposals/objectness.py);
                                        # 0: the paper's classifier-only score
     objectness_iou: float = 0.5        # a MultiBox prediction vouches for a box it overlaps by this IoU
+    refine: int = 0                    # > 0: iterative localization, this many more passes: the regressed boxes are
+                                       # scored again and NMS picks from every pass's boxes (network time x1+n)
 
 
 @dataclass
@@ -251,7 +253,7 @@ RANGES = {
     ("test", "score_threshold"): (0, 1, True), ("test", "nms_iou"): (0, 1, True), ("test", "box_vote"): (0, 1, True),
     ("test", "soft_nms"): (0, None, True), ("test", "scales"): (16, None, True),
     ("test", "objectness"): (0, 1, True), ("test", "objectness_iou"): (0, 1, False),
-    ("test", "max_per_image"): (1, None, True), ("test", "batch_regions"): (1, None, True),
+    ("test", "max_per_image"): (1, None, True), ("test", "refine"): (0, None, True), ("test", "batch_regions"): (1, None, True),
     ("proposals", "multibox_top_k"): (1, None, True),
     ("selective_search", "max_side"): (0, None, True), ("selective_search", "top_n"): (1, None, True),
 }

@@ -134,6 +134,27 @@ def regress_boxes(proposals: torch.Tensor, deltas: torch.Tensor, height: int, wi
     return clip_boxes(boxes.reshape(-1, 4), width, height).reshape(r, c, 4)
 
 
+def refine_boxes(proposals: torch.Tensor, scores: RegionScores, score_fn, passes: int, height: int, width: int):
+    """Iterative localization (Gidaris & Komodakis, ICCV 2015): ``passes`` more rounds in which
+    every region moves to the box its best foreground class regresses it to and ``score_fn``
+    (boxes (R, 4) -> RegionScores, the same network or ensemble) scores it there again. A
+    box is scored where it ends up, not where it started, so a proposal that covered half a
+    cell is judged on the whole cell. Returns every round's class-specific boxes and the
+    probabilities computed for them, stacked: boxes (R * (1 + passes), C, 4), probs
+    (R * (1 + passes), C+1), for select_detections to pick from (NMS across the rounds)."""
+    start = proposals
+    boxes, probs = [regress_boxes(start, scores.deltas, height, width)], [scores.probs]
+    for _ in range(passes):
+        best = probs[-1][:, 1:].argmax(1)
+        moved = boxes[-1][torch.arange(len(start), device=start.device), best]        # (R, 4)
+        flat = (moved[:, 2] <= moved[:, 0]) | (moved[:, 3] <= moved[:, 1])           # clipped to nothing: stay
+        start = torch.where(flat[:, None], start, moved)
+        again = score_fn(start)
+        boxes.append(regress_boxes(start, again.deltas, height, width))
+        probs.append(again.probs)
+    return torch.cat(boxes), torch.cat(probs)
+
+
 def select_detections(boxes: torch.Tensor, probs: torch.Tensor, test_cfg):
     """Score threshold, per-class NMS (torchvision batched_nms, or Soft-NMS), per-image cap.
     boxes (R, C, 4), probs (R, C+1) -> numpy (boxes (N, 4), scores (N,), labels (N,)), best first."""

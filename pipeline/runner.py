@@ -1,10 +1,11 @@
 """Running a model or an ensemble over images (the GoogLeNet detection recipe at test
 time): proposals once per image, every member scores the same regions, the members'
-votes are combined, boxes are regressed with the class-specific deltas, then per-class
-NMS. Used by the Python API (api.py), detect.py and evaluate.py --model."""
+votes are combined, boxes are regressed with the class-specific deltas (and, with
+``test.refine``, scored again where they moved to), then per-class NMS. Used by the Python API (api.py), detect.py and evaluate.py --model."""
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import time
 from collections import defaultdict
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 
 from core.structures import Detections, ImageDetections
-from detector.model import regress_boxes, select_detections
+from detector.model import refine_boxes, regress_boxes, select_detections
 from networks.transforms import to_tensor
 from proposals.cache import proposal_source
 
@@ -57,13 +58,20 @@ class DetectionRunner:
         return ImageDetections(found.boxes[order], scores[order], found.labels[order], found.class_names,
                                found.image_id)
 
-    def _select(self, proposals: torch.Tensor, scores, height: int, width: int, image_id: str) -> ImageDetections:
+    def _select(self, proposals: torch.Tensor, scores, score_fn, height: int, width: int,
+                image_id: str) -> ImageDetections:
+        """Boxes from the scores; ``score_fn`` (boxes -> RegionScores, the scorer that made
+        ``scores``) scores the regressed boxes again when ``test.refine`` asks for it."""
         t = time.perf_counter()
-        boxes = regress_boxes(proposals, scores.deltas, height, width)
-        t2 = time.perf_counter()
-        boxes, kept_scores, labels = select_detections(boxes, scores.probs, self.cfg.test)
-        self.timings["regression"] += t2 - t
-        self.timings["nms"] += time.perf_counter() - t2
+        if self.cfg.test.refine:
+            boxes, probs = refine_boxes(proposals, scores, score_fn, self.cfg.test.refine, height, width)
+            self.timings["network"] += time.perf_counter() - t     # (mostly the extra passes)
+        else:
+            boxes, probs = regress_boxes(proposals, scores.deltas, height, width), scores.probs
+            self.timings["regression"] += time.perf_counter() - t
+        t = time.perf_counter()
+        boxes, kept_scores, labels = select_detections(boxes, probs, self.cfg.test)
+        self.timings["nms"] += time.perf_counter() - t
         return ImageDetections(boxes, kept_scores, labels, self.predictor.classes, image_id)
 
     @torch.no_grad()
@@ -77,14 +85,19 @@ class DetectionRunner:
         t = time.perf_counter()
         proposals = torch.from_numpy(np.asarray(boxes_np, np.float32)).to(self.device)
         image = to_tensor(image_rgb, self.device)
-        per_member = [m.score_regions(image, proposals) for m in self.predictor.members]
+        nets = self.predictor.members
+        per_member = [m.score_regions(image, proposals) for m in nets]
         combined = self.predictor.combine(per_member)
         self.timings["network"] += time.perf_counter() - t
         main = "ensemble" if len(per_member) > 1 else self.predictor.names[0]
-        results = {main: self._select(proposals, combined, height, width, image_id)}
+
+        def vote(boxes):
+            return self.predictor.combine([m.score_regions(image, boxes) for m in nets])
+        results = {main: self._select(proposals, combined, vote, height, width, image_id)}
         if members and len(per_member) > 1:
-            for name, scores in zip(self.predictor.names, per_member):
-                results[name] = self._select(proposals, scores, height, width, image_id)
+            for name, member, scores in zip(self.predictor.names, nets, per_member):
+                results[name] = self._select(proposals, scores, functools.partial(member.score_regions, image),
+                                             height, width, image_id)
         if self.objectness is not None:
             t = time.perf_counter()
             predictions = self.objectness.predict(image_rgb)

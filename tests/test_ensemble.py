@@ -108,6 +108,25 @@ def test_proposals_computed_once_for_all_members(two_members, shapes_data):
     assert len(calls) == 1 and set(results) == {"ensemble", "member-0", "member-1"}
 
 
+def test_refine_scores_the_regressed_boxes_with_every_member_once_more(two_members, shapes_data):
+    from core.images import read_image
+    from pipeline.runner import DetectionRunner, proposals_for
+    predictor = load_predictor(str(two_members / "ens"))
+    proposals = proposals_for(predictor, cache_dir=str(two_members / "cache"))
+    image = read_image(str(shapes_data / "JPEGImages" / "shape_002.jpg"))
+    calls = []
+    for m in predictor.members:
+        real = m.score_regions
+        m.score_regions = lambda img, boxes, real=real: calls.append(len(boxes)) or real(img, boxes)
+    plain = DetectionRunner(predictor, proposals, progress=False).detect(image, "shape_002")["ensemble"]
+    n = len(calls)
+    predictor.cfg.test.refine = 1
+    refined = DetectionRunner(predictor, proposals, progress=False).detect(image, "shape_002")["ensemble"]
+    assert n == 2 and calls[n:] == calls[:n] * 2            # each member: the proposals, then as many moved boxes
+    assert len(refined) > 0 and refined.scores.max() >= plain.scores.max() - 1e-6   # the first pass is still there
+    assert (refined.boxes[:, 2] > refined.boxes[:, 0]).all()
+
+
 def test_objectness_rescores_the_same_boxes_with_the_multibox_confidence(two_members, shapes_data):
     """``test.objectness`` w: the boxes and labels stay, each score becomes
     score^(1-w) x objectness^w with the objectness of its box, and the order follows."""

@@ -7,7 +7,7 @@ import torch
 from core.boxes import encode
 from core.config import TestConfig as DetectionTestConfig
 from detector.heads import BBOX_WEIGHTS, apply_linear, fit_bbox_regressors, fit_svms
-from detector.model import regress_boxes, select_detections
+from detector.model import RegionScores, refine_boxes, regress_boxes, select_detections
 
 
 def test_regress_boxes_moves_each_proposal_by_its_class_deltas_and_clips():
@@ -54,6 +54,32 @@ def test_box_vote_averages_a_kept_box_with_its_class_neighbours_by_score():
     cfg.box_vote = 0.7                                        # IoU 0.67 no longer votes
     b, _, _ = select_detections(boxes, probs, cfg)
     np.testing.assert_allclose(b[0], [0, 0, 10, 10])
+
+
+def test_refine_scores_each_region_again_where_its_best_class_moved_it():
+    proposals = torch.tensor([[10.0, 10.0, 30.0, 30.0], [90.0, 10.0, 100.0, 20.0]])
+    deltas = torch.zeros(2, 2, 4)
+    deltas[0, 0] = encode(proposals[:1], torch.tensor([[12.0, 10.0, 32.0, 30.0]]), BBOX_WEIGHTS)[0]
+    deltas[1, 1] = encode(proposals[1:], torch.tensor([[200.0, 10.0, 210.0, 20.0]]), BBOX_WEIGHTS)[0]
+    first = RegionScores(torch.tensor([[0.2, 0.7, 0.1], [0.5, 0.1, 0.4]]), deltas)
+    seen = []
+
+    def score_fn(boxes):          # the second pass: class 0 moves every box 1 px right
+        seen.append(boxes.clone())
+        d = torch.zeros(len(boxes), 2, 4)
+        d[:, 0] = encode(boxes, boxes + torch.tensor([1.0, 0, 1, 0]), BBOX_WEIGHTS)
+        return RegionScores(torch.tensor([[0.1, 0.85, 0.05], [0.6, 0.1, 0.3]]), d)
+
+    boxes, probs = refine_boxes(proposals, first, score_fn, passes=1, height=50, width=100)
+    assert boxes.shape == (4, 2, 4) and probs.shape == (4, 3)
+    # region 0 went where class 0 (its best) moved it; region 1's best class (1) pushed it out of
+    # the image, clipped to nothing, so it is scored again where it was
+    np.testing.assert_allclose(seen[0], [[12, 10, 32, 30], [90, 10, 100, 20]], atol=1e-4)
+    np.testing.assert_allclose(boxes[:2, 0], [[12, 10, 32, 30], [90, 10, 100, 20]], atol=1e-4)   # first pass
+    np.testing.assert_allclose(boxes[2:, 0], [[13, 10, 33, 30], [91, 10, 100, 20]], atol=1e-4)   # second
+    np.testing.assert_allclose(probs[2:], [[0.1, 0.85, 0.05], [0.6, 0.1, 0.3]])
+    boxes, probs = refine_boxes(proposals, first, score_fn, passes=0, height=50, width=100)
+    assert len(seen) == 1 and boxes.shape == (2, 2, 4) and torch.equal(probs, first.probs)
 
 
 def test_soft_nms_decays_an_overlapping_neighbour_instead_of_removing_it():
