@@ -49,7 +49,8 @@ def _sample(rec, flip: bool):
     if flip:
         image = np.ascontiguousarray(image[:, ::-1])
         boxes[:, [0, 2]] = rec.width - boxes[:, [2, 0]]
-    tensor = torch.from_numpy(np.require(image, requirements="W")).permute(2, 0, 1).float().div_(255)   # (a cached image is read-only)
+    image = np.require(image, requirements="W")          # a cached image is read-only; torch warns
+    tensor = torch.from_numpy(image).permute(2, 0, 1).float().div_(255)
     return tensor, {"boxes": torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4),
                     "labels": torch.as_tensor(labels, dtype=torch.int64)}
 

@@ -253,7 +253,8 @@ RANGES = {
     ("test", "score_threshold"): (0, 1, True), ("test", "nms_iou"): (0, 1, True), ("test", "box_vote"): (0, 1, True),
     ("test", "soft_nms"): (0, None, True), ("test", "scales"): (16, None, True),
     ("test", "objectness"): (0, 1, True), ("test", "objectness_iou"): (0, 1, False),
-    ("test", "max_per_image"): (1, None, True), ("test", "refine"): (0, None, True), ("test", "batch_regions"): (1, None, True),
+    ("test", "max_per_image"): (1, None, True), ("test", "batch_regions"): (1, None, True),
+    ("test", "refine"): (0, None, True),
     ("proposals", "multibox_top_k"): (1, None, True),
     ("selective_search", "max_side"): (0, None, True), ("selective_search", "top_n"): (1, None, True),
 }

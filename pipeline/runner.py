@@ -1,7 +1,8 @@
 """Running a model or an ensemble over images (the GoogLeNet detection recipe at test
 time): proposals once per image, every member scores the same regions, the members'
 votes are combined, boxes are regressed with the class-specific deltas (and, with
-``test.refine``, scored again where they moved to), then per-class NMS. Used by the Python API (api.py), detect.py and evaluate.py --model."""
+``test.refine``, scored again where they moved to), then per-class NMS. Used by the
+Python API (api.py), detect.py and evaluate.py --model."""
 from __future__ import annotations
 
 import copy
