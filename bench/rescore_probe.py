@@ -153,6 +153,8 @@ def main() -> int:
     bad = [w for w in args.weights if not 0 <= w <= 1]
     if bad:
         p.error(f"--weights {bad[0]:g}: an objectness weight is between 0 and 1")
+    if args.as_detected and args.objectness:
+        p.error("--as-detected scores the files as they are: leave out --objectness")
 
     from core.datasets import load_dataset
     from core.structures import Detections, read_detections
