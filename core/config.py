@@ -95,6 +95,10 @@ class ModelConfig:
                                        # (BCCD screening 0.884 against 0.891: not adopted, docs/ablation.md)
     bbox_regressor: str = "ridge"      # ridge: R-CNN's regressors fitted on frozen features after
                                        # training; joint: Fast R-CNN's layer trained with the classifier
+    box_geometry: bool = False         # shared: where a region lies (its distance to each image border,
+                                       # its size against the image's) joins the softmax: the window alone
+                                       # does not show where the image ends, and annotators leave cut-off
+                                       # objects out (detector/region_classifier.py, box_geometry)
 
 
 @dataclass
@@ -109,6 +113,9 @@ class TrainConfig:
     easy_bg_fraction: float = 0.0      # share of the background drawn from regions under bg_iou_low (R-CNN
                                        # never shows them: BCCD's unannotated cells, cut at the border);
                                        # 0 is R-CNN's sampling, configs/default.yaml has 0.5
+    partial_annotation: float = 0.0    # > 0: a class boxed in at least this share of the training images is
+                                       # taken to be in all of them; an image that boxes other objects but
+                                       # none of it trains no background (its unboxed objects would)
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -237,7 +244,7 @@ RANGES = {
     ("train", "aux_weight"): (0, None, True), ("train", "bbox_loss_weight"): (0, None, True),
     ("train", "gt_jitter"): (0, None, True), ("train", "ohem_pool"): (0, None, True), ("train", "color_jitter"): (0, 1, True),
     ("train", "random_crop"): (0, 1, True),
-    ("train", "easy_bg_fraction"): (0, 1, True),
+    ("train", "easy_bg_fraction"): (0, 1, True), ("train", "partial_annotation"): (0, 1, True),
     ("train", "eval_every"): (0, None, True), ("train", "early_stop"): (0, None, True),
     ("train", "validation_images"): (1, None, True),
     ("train", "lr_steps"): (0, None, True), ("train", "scale_jitter"): (1, None, True),
@@ -277,6 +284,9 @@ def _validate(cfg: Config, source: str) -> None:
         if 2 * pad >= size:
             raise UserError(f"{source}: model.{name} = {pad}; it must be less than half of "
                             f"model.{'roi_size' if name == 'roi_context' else 'input_size'} ({size})")
+    if cfg.model.box_geometry and cfg.model.region_mode != "shared":
+        raise UserError(f"{source}: model.box_geometry needs model.region_mode: shared (the warp mode "
+                        f"sees crops, not where they lie in the image)")
     classes = cfg.data.classes or []
     twice = sorted({c for c in classes if classes.count(c) > 1})
     if twice:

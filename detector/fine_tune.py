@@ -31,7 +31,15 @@ from networks.transforms import resize_tensor, shared_scale, to_tensor, warp_reg
 
 from .heads import BBOX_WEIGHTS, fit_bbox_regressors, fit_svms
 from .region_classifier import RegionClassifier
-from .sampling import crop_targets, flip_boxes, ignore_regions, label_regions, sample_regions
+from .sampling import (
+    crop_targets,
+    drop_background,
+    flip_boxes,
+    ignore_regions,
+    label_regions,
+    partially_annotated,
+    sample_regions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +144,12 @@ def train_classifier(dataset, cfg, source, out_dir: str, device="cpu", resume: b
     opt = torch.optim.SGD(net.parameters(), lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
 
     recipe = training_recipe(cfg)
+    partial, common = partially_annotated([rec.labels[~rec.difficult] for rec in dataset.images],
+                                          len(dataset.classes), tc.partial_annotation)
+    if partial.any():
+        log.info("partial_annotation: %d of %d training images box none of %s (boxed in >= %.0f%% of them): "
+                 "their background regions do not train", partial.sum(), len(partial),
+                 ", ".join(dataset.classes[c] for c in common), 100 * tc.partial_annotation)
 
     def load_order_state(state):
         if "recipe" in state:
@@ -164,7 +178,7 @@ def train_classifier(dataset, cfg, source, out_dir: str, device="cpu", resume: b
             sync = k == len(batch) - 1 or model is net
             with contextlib.nullcontext() if sync else model.no_sync():
                 loss, acc = _image_loss(model, dataset.images[idx], source, cfg,
-                                        image_rng(tc.seed, epoch, int(idx)), device)
+                                        image_rng(tc.seed, epoch, int(idx)), device, bool(partial[idx]))
                 if not torch.isfinite(loss):
                     return {"loss": float("nan"), "count": 1}
                 (loss / len(batch)).backward()
@@ -186,13 +200,15 @@ def train_classifier(dataset, cfg, source, out_dir: str, device="cpu", resume: b
     distributed.barrier()
 
 
-def _image_loss(model, rec, source, cfg, rng: np.random.Generator, device):
-    """Loss and region accuracy of one training image: flip, sample, scale, forward."""
+def _image_loss(model, rec, source, cfg, rng: np.random.Generator, device, no_background: bool = False):
+    """Loss and region accuracy of one training image: flip, sample, scale, forward.
+    ``no_background``: a partially annotated image (``partially_annotated``), foreground only."""
     tc = cfg.train
     flip = tc.flip and rng.random() < 0.5
     image, proposals, gt_boxes, gt_labels = _training_targets(rec, source, flip)
     cut_gt = np.zeros((0, 4))
-    if tc.random_crop and rng.random() < 0.5:
+    # (a partially annotated image is not cropped: a crop that loses its boxes would train as background)
+    if tc.random_crop and rng.random() < 0.5 and not no_background:
         window = random_crop_window(image.shape[1], image.shape[0], tc.random_crop, rng)
         x0, y0, x1, y1 = window.astype(int)
         image = np.ascontiguousarray(image[y0:y1, x0:x1])
@@ -204,6 +220,8 @@ def _image_loss(model, rec, source, cfg, rng: np.random.Generator, device):
         proposals = np.vstack([np.asarray(proposals, np.float64).reshape(-1, 4), extra])
     regions = ignore_regions(label_regions(proposals, gt_boxes, gt_labels, tc.fg_iou, tc.bg_iou_low,
                                            keep_easy=tc.easy_bg_fraction > 0), cut_gt)
+    if no_background:
+        regions = drop_background(regions)
     pick = sample_regions(regions.labels, max(tc.rois_per_image, tc.ohem_pool), tc.fg_fraction, rng,
                           tc.class_balanced, tc.easy_bg_fraction)
     boxes, labels = regions.boxes[pick], np.maximum(regions.labels[pick], 0)     # EASY_BG is background
@@ -221,7 +239,12 @@ def _image_loss(model, rec, source, cfg, rng: np.random.Generator, device):
     if tc.ohem_pool > tc.rois_per_image:
         hard = hardest_regions(model, image, boxes, labels, cfg, short, tc.rois_per_image)
         boxes, labels, targets = boxes[hard], labels[hard], targets[hard]
-    return region_loss(model, image, boxes, labels, cfg, short, targets)
+    loss, accuracy = region_loss(model, image, boxes, labels, cfg, short, targets)
+    if no_background:
+        # the loss is a mean over the image's regions: its few foreground regions would each
+        # weigh rois_per_image / len(boxes) times a region of a fully annotated image
+        loss = loss * (len(boxes) / tc.rois_per_image)
+    return loss, accuracy
 
 
 @torch.no_grad()

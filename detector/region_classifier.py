@@ -20,6 +20,11 @@ softmax classifier, the bounding-box regressors and the optional SVMs all read. 
 ``bbox_regressor: joint`` a linear layer on that feature predicts class-specific box
 deltas and trains with the classifier (Fast R-CNN's multi-task loss); with ``ridge``
 the regressors are fitted afterwards on the frozen features (R-CNN, ``heads.py``).
+
+With ``box_geometry`` (shared mode) six numbers on where each region lies join the
+softmax through a linear layer of their own, added to its logits: a window cut from the
+feature map looks the same whether its edge is an object's or the image's, and datasets
+such as BCCD leave objects cut by the image border unannotated.
 """
 from __future__ import annotations
 
@@ -31,6 +36,18 @@ from networks.googlenet import STRIDE, build_googlenet, out_channels
 from networks.transforms import context_boxes, resize_tensor, shared_scale, warp_regions
 
 SHARED_STOP = "4e"
+GEOMETRY_DIM = 6
+
+
+def box_geometry(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(R, 6) for boxes (R, 4) in an image of ``height`` x ``width`` pixels: the distance
+    to the left, top, right and bottom border in units of the box's own width or height,
+    clipped to [0, 1] (0: the box touches that border), then log(box width / image width)
+    and log(box height / image height). Unchanged by resizing the image with its boxes."""
+    w = (boxes[:, 2] - boxes[:, 0]).clamp(min=1.0)
+    h = (boxes[:, 3] - boxes[:, 1]).clamp(min=1.0)
+    border = torch.stack([boxes[:, 0] / w, boxes[:, 1] / h, (width - boxes[:, 2]) / w, (height - boxes[:, 3]) / h], 1)
+    return torch.cat([border.clamp(0.0, 1.0), torch.log(w / width)[:, None], torch.log(h / height)[:, None]], 1)
 
 
 class RegionClassifier(nn.Module):
@@ -59,6 +76,12 @@ class RegionClassifier(nn.Module):
             self.lateral = nn.Conv2d(out_channels("3b", model_cfg.width), out_channels(SHARED_STOP, model_cfg.width), 1)
             nn.init.zeros_(self.lateral.weight)
             nn.init.zeros_(self.lateral.bias)
+        self.geometry = None
+        if model_cfg.box_geometry:
+            # zero weights: training starts from the paper's classifier and learns what position adds
+            self.geometry = nn.Linear(GEOMETRY_DIM, num_classes + 1)
+            nn.init.zeros_(self.geometry.weight)
+            nn.init.zeros_(self.geometry.bias)
 
     def box_deltas(self, feats: torch.Tensor) -> torch.Tensor | None:
         """(R, C, 4) class-specific deltas (BBOX_WEIGHTS-scaled) from the joint layer; None without it."""
@@ -90,9 +113,13 @@ class RegionClassifier(nn.Module):
         x, tapped = self.net.run(crops, taps=self._aux_taps())
         return self._outputs(self.pool(x), [self.net.aux[k](tapped[k]) for k in tapped])
 
-    def _outputs(self, feats: torch.Tensor, aux: list):
-        """(features (R, D), logits (R, C+1), deltas (R, C, 4) or None, aux logits)."""
-        return feats, self.net.head(feats), self.box_deltas(feats), aux
+    def _outputs(self, feats: torch.Tensor, aux: list, geometry: torch.Tensor | None = None):
+        """(features (R, D), logits (R, C+1), deltas (R, C, 4) or None, aux logits).
+        ``geometry (R, GEOMETRY_DIM)``: box_geometry of the regions, read with ``box_geometry`` on."""
+        logits = self.net.head(feats)
+        if self.geometry is not None:
+            logits = logits + self.geometry(geometry)
+        return feats, logits, self.box_deltas(feats), aux
 
     def forward_shared(self, image: torch.Tensor, boxes: torch.Tensor):
         """image (3, H, W) already at the network scale; boxes (R, 4) in its pixels."""
@@ -111,7 +138,8 @@ class RegionClassifier(nn.Module):
             return roi_align(fmap, [windows], output_size=size, spatial_scale=1.0 / fmap_stride,
                              sampling_ratio=self.cfg.roi_sampling, aligned=True)
         y, _ = self.net.run(cut(x, stride), start=SHARED_STOP)
-        return self._outputs(self.pool(y), [self.net.aux[k](cut(tapped[k], STRIDE[k])) for k in tapped])
+        geometry = box_geometry(boxes, *image.shape[-2:]) if self.geometry is not None else None
+        return self._outputs(self.pool(y), [self.net.aux[k](cut(tapped[k], STRIDE[k])) for k in tapped], geometry)
 
     def regions(self, image: torch.Tensor, boxes: torch.Tensor, batch: int = 256, short_side: int | None = None):
         """(features, logits, deltas or None, aux logits) for boxes in the *original* image's pixels.

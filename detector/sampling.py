@@ -93,6 +93,31 @@ def ignore_regions(regions: LabeledRegions, cut_gt: np.ndarray, iou: float = 0.3
     return regions
 
 
+def partially_annotated(image_labels: list[np.ndarray], num_classes: int, share: float) -> tuple[np.ndarray, list[int]]:
+    """Images taken as partially annotated: (flags (N,), the common classes).
+
+    ``image_labels``: each training image's (non-difficult) gt class indices. A class boxed
+    in at least ``share`` of the images is common (BCCD: red cells, 96% of train); an
+    image that boxes some objects but no common class has that class unboxed rather than
+    absent (BCCD's 12 trainval images full of red cells with none labelled), so its
+    background regions should not train. An image with no box at all stays a negative
+    image. ``share`` 0: none."""
+    flags = np.zeros(len(image_labels), bool)
+    if share <= 0 or not image_labels:
+        return flags, []
+    present = np.array([[c in set(lab.tolist()) for c in range(num_classes)] for lab in image_labels])
+    common = [c for c in range(num_classes) if present[:, c].mean() >= share]
+    for i, lab in enumerate(image_labels):
+        flags[i] = len(lab) > 0 and any(not present[i, c] for c in common)
+    return flags, common
+
+
+def drop_background(regions: LabeledRegions) -> LabeledRegions:
+    """Every background region (hard and easy) leaves training (-1); foreground stays."""
+    regions.labels[(regions.labels == 0) | (regions.labels == EASY_BG)] = -1
+    return regions
+
+
 def flip_boxes(boxes: np.ndarray, width: float) -> np.ndarray:
     out = boxes.copy()
     out[:, 0], out[:, 2] = width - boxes[:, 2], width - boxes[:, 0]

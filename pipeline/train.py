@@ -79,6 +79,10 @@ def _run_training(args, device) -> None:
         budget = Budget(args.minutes, started, args.out, resume=args.resume)
         budget.restore("multibox", cfg.proposals.multibox)     # the schedule a resumed run had fitted
     multibox_dir = os.path.join(args.out, "multibox")
+    if os.path.islink(multibox_dir) and not os.path.exists(multibox_dir):
+        # e.g. `cp -r` of a bundled member, whose multibox is a link to the ensemble's
+        raise UserError(f"{multibox_dir} is a link to {os.readlink(multibox_dir)}, which does not exist: "
+                        f"copy the MultiBox itself (cp -rL) or remove the link to train one")
     if _needs_multibox(cfg) and args.stage in ("all", "multibox"):
         exported = os.path.exists(os.path.join(multibox_dir, "multibox.pt"))
         if exported and (not args.resume or not os.path.exists(os.path.join(multibox_dir, "checkpoint.pt"))):

@@ -328,3 +328,16 @@ def test_every_bundled_model_still_matches_its_fingerprint(name):
         assert fingerprinted == members          # the default bundle is checked for real (bccd_warp predates them)
     for member in members:
         check_fingerprint(str(member), load_config(str(member / "config.yaml")))
+
+
+def test_a_dangling_multibox_link_in_the_run_directory_is_one_line_naming_it(tmp_path, shapes_data):
+    """`cp -r` of a bundled member copies its multibox link, not the MultiBox it points to."""
+    from synthetic import tiny_config
+    cfg = tiny_config(tmp_path / "c.yaml", shapes_data, method="combined", epochs=1)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "multibox").symlink_to("../multibox")
+    r = train_tiny(cfg, run, tmp_path / "cache")
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert f"{run / 'multibox'} is a link to ../multibox, which does not exist" in r.stderr
+    assert sorted(p.name for p in run.iterdir() if p.name != ".lock") == ["multibox"]     # nothing written

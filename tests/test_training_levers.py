@@ -235,3 +235,60 @@ def roi_align_window(net, image, boxes, model_cfg):
     from torchvision.ops import roi_align
     fmap, _ = net.net.run(image[None], stop="4e")
     return roi_align(fmap, [boxes], model_cfg.roi_size, 1 / 16, model_cfg.roi_sampling, aligned=True)
+
+
+def test_partially_annotated_images_lose_their_background_but_keep_their_foreground():
+    from detector.sampling import EASY_BG, drop_background, label_regions, partially_annotated, sample_regions
+    # class 1 is boxed in 4 of 5 images (80%), class 2 in 2, class 0 in 1
+    labels = [np.array([0, 1, 1]), np.array([1, 2]), np.array([2]), np.array([], np.int64), np.array([1, 1])]
+    labels.append(np.array([1]))
+    flags, common = partially_annotated(labels, 3, 0.6)
+    assert common == [1]                                  # 4 of 6 images box it: 67%
+    # image 2 boxes something but no class 1; image 3 boxes nothing: a negative image, not partial
+    assert flags.tolist() == [False, False, True, False, False, False]
+    assert not partially_annotated(labels, 3, 0.0)[0].any()        # 0: off
+    assert partially_annotated(labels, 3, 0.9)[1] == []            # no class that common: nothing flagged
+
+    gt, gt_labels = np.array([[10.0, 10, 50, 50]]), np.array([1])
+    proposals = np.array([[12.0, 12, 50, 50], [30, 30, 70, 70], [200, 200, 240, 240]])   # fg, hard bg, easy bg
+    regions = label_regions(proposals, gt, gt_labels, 0.5, 0.1, keep_easy=True)
+    assert regions.labels.tolist() == [2, 2, 0, EASY_BG]
+    kept = drop_background(regions)
+    assert kept.labels.tolist() == [2, 2, -1, -1]
+    pick = sample_regions(kept.labels, 8, 0.25, np.random.default_rng(0), easy_fraction=0.5)
+    assert len(pick) == 2 and (kept.labels[pick] == 2).all()       # foreground only
+
+
+def test_box_geometry_says_where_a_region_lies_and_joins_the_logits(tmp_path, shapes_data):
+    from core.config import load_config
+    from core.errors import UserError
+    from detector.model import DetectorModel
+    from detector.region_classifier import RegionClassifier, box_geometry
+    from synthetic import tiny_config
+    boxes = torch.tensor([[0.0, 10.0, 50.0, 60.0], [100.0, 100.0, 200.0, 190.0]])
+    g = box_geometry(boxes, 200, 400)
+    # left, top, right, bottom border distance in box widths/heights (clipped at 1), log w/W, log h/H
+    assert torch.allclose(g[0], torch.tensor([0.0, 0.2, 1.0, 1.0, np.log(50 / 400), np.log(50 / 200)], dtype=torch.float32), atol=1e-6)
+    assert torch.allclose(g[1, 3], torch.tensor(10 / 90), atol=1e-6)
+    assert torch.allclose(box_geometry(boxes * 1.5, 300, 600), g, atol=1e-6)    # the same at another scale
+
+    cfg = tiny_config(tmp_path / "c.yaml", shapes_data, method="ss", epochs=1)
+    plain_cfg, geo_cfg = load_config(str(cfg)).model, load_config(str(cfg), {"model.box_geometry": True}).model
+    torch.manual_seed(0)
+    plain = RegionClassifier(plain_cfg, 2).eval()
+    geo = RegionClassifier(geo_cfg, 2).eval()
+    missing = geo.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["geometry.bias", "geometry.weight"]
+    image, regions = torch.randn(3, 96, 128), torch.tensor([[0.0, 8.0, 40.0, 40.0], [50.0, 20.0, 120.0, 90.0]])
+    with torch.no_grad():
+        assert torch.allclose(geo(image, regions)[1], plain(image, regions)[1], atol=1e-6)   # zero init: the paper's
+        geo.geometry.weight.normal_()
+        expected = plain(image, regions)[1] + geo.geometry(box_geometry(regions, 96, 128))
+        assert torch.allclose(geo(image, regions)[1], expected, atol=1e-5)
+    with pytest.raises(UserError, match="model.box_geometry needs model.region_mode: shared"):
+        load_config(str(cfg), {"model.box_geometry": True, "model.region_mode": "warp"})
+
+    r = train_tiny(cfg, tmp_path / "m", tmp_path / "cache", "--max-steps", "3", "--set", "model.box_geometry=true")
+    assert r.returncode == 0, r.stderr[-2000:]
+    model = DetectorModel.load(str(tmp_path / "m"))
+    assert model.net.geometry is not None and model.net.geometry.weight.abs().sum() > 0     # it learned
