@@ -147,9 +147,9 @@ def train_classifier(dataset, cfg, source, out_dir: str, device="cpu", resume: b
     partial, common = partially_annotated([rec.labels[~rec.difficult] for rec in dataset.images],
                                           len(dataset.classes), tc.partial_annotation)
     if partial.any():
-        log.info("partial_annotation: %d of %d training images box none of %s (boxed in >= %.0f%% of them): "
-                 "their background regions do not train", partial.sum(), len(partial),
-                 ", ".join(dataset.classes[c] for c in common), 100 * tc.partial_annotation)
+        log.info("partial_annotation: %d of %d training images box objects but miss a class that >= %.0f%% of "
+                 "them box (%s): their background regions do not train", partial.sum(), len(partial),
+                 100 * tc.partial_annotation, ", ".join(dataset.classes[c] for c in common))
 
     def load_order_state(state):
         if "recipe" in state:
