@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from torchvision.ops import roi_align
 
+from core.boxes import widths_heights
 from networks.googlenet import STRIDE, build_googlenet, out_channels
 from networks.transforms import context_boxes, resize_tensor, shared_scale, warp_regions
 
@@ -44,8 +45,7 @@ def box_geometry(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
     to the left, top, right and bottom border in units of the box's own width or height,
     clipped to [0, 1] (0: the box touches that border), then log(box width / image width)
     and log(box height / image height). Unchanged by resizing the image with its boxes."""
-    w = (boxes[:, 2] - boxes[:, 0]).clamp(min=1.0)
-    h = (boxes[:, 3] - boxes[:, 1]).clamp(min=1.0)
+    w, h = (side.clamp(min=1.0) for side in widths_heights(boxes))
     border = torch.stack([boxes[:, 0] / w, boxes[:, 1] / h, (width - boxes[:, 2]) / w, (height - boxes[:, 3]) / h], 1)
     return torch.cat([border.clamp(0.0, 1.0), torch.log(w / width)[:, None], torch.log(h / height)[:, None]], 1)
 

@@ -85,11 +85,16 @@ def crop_targets(window: np.ndarray, proposals: np.ndarray, gt_boxes: np.ndarray
     return props, clipped[keep], np.asarray(gt_labels)[keep], clipped[cut]
 
 
+def _is_background(labels: np.ndarray) -> np.ndarray:
+    """Background regions, hard (0) and easy (EASY_BG)."""
+    return (labels == 0) | (labels == EASY_BG)
+
+
 def ignore_regions(regions: LabeledRegions, cut_gt: np.ndarray, iou: float = 0.3) -> LabeledRegions:
     """Background regions that overlap a cut-off object by ``iou`` leave training (-1)."""
     if len(cut_gt):
         near = pairwise_iou(regions.boxes, cut_gt).max(1) >= iou
-        regions.labels[near & ((regions.labels == 0) | (regions.labels == EASY_BG))] = -1
+        regions.labels[near & _is_background(regions.labels)] = -1
     return regions
 
 
@@ -102,19 +107,19 @@ def partially_annotated(image_labels: list[np.ndarray], num_classes: int, share:
     absent (BCCD's 12 trainval images full of red cells with none labelled), so its
     background regions should not train. An image with no box at all stays a negative
     image. ``share`` 0: none."""
-    flags = np.zeros(len(image_labels), bool)
     if share <= 0 or not image_labels:
-        return flags, []
-    present = np.array([[c in set(lab.tolist()) for c in range(num_classes)] for lab in image_labels])
-    common = [c for c in range(num_classes) if present[:, c].mean() >= share]
+        return np.zeros(len(image_labels), bool), []
+    present = np.zeros((len(image_labels), num_classes), bool)       # (N, C): image i boxes class c
     for i, lab in enumerate(image_labels):
-        flags[i] = len(lab) > 0 and any(not present[i, c] for c in common)
-    return flags, common
+        present[i, lab] = True
+    common = np.flatnonzero(present.mean(0) >= share)
+    flags = present.any(1) & ~present[:, common].all(1)
+    return flags, common.tolist()
 
 
 def drop_background(regions: LabeledRegions) -> LabeledRegions:
     """Every background region (hard and easy) leaves training (-1); foreground stays."""
-    regions.labels[(regions.labels == 0) | (regions.labels == EASY_BG)] = -1
+    regions.labels[_is_background(regions.labels)] = -1
     return regions
 
 
