@@ -7,6 +7,7 @@
 #   OMP_NUM_THREADS=1 sh bench/screen_lever.sh NAME MINUTES SEED [KEY=VALUE ...]
 #   OMP_NUM_THREADS=1 sh bench/screen_lever.sh base 30 0
 #   OMP_NUM_THREADS=1 sh bench/screen_lever.sh grid2 30 0 model.region_grid=2
+#   RECIPE=runs/screen/base_b/config.yaml OMP_NUM_THREADS=1 sh bench/screen_lever.sh smooth01 30 0 train.label_smoothing=0.1
 #
 # Run: runs/screen/NAME (rerun resumes it; a scored row is not scored again); results: bench/results/screen/NAME.json (per-class
 # AP), NAME-detections.json, NAME_train.log. Compare two rows with
@@ -25,7 +26,10 @@ mkdir -p "$out" "$res"
 [ -e "$out/multibox/multibox.pt" ] || cp -r models/bccd/multibox "$out/multibox"
 if [ ! -e "$out/model.pt" ]; then
   resume=""; [ -e "$out/budget.json" ] && resume="--resume"
-  $PY train.py --dataset ../shared/datasets/bccd --out "$out" --minutes "$minutes" --cache-dir "$CACHE" \
+  # RECIPE=runs/screen/base_b/config.yaml: that row's resolved recipe (its epochs and LR steps) instead of a
+  # schedule fitted to MINUTES, so that rows run on a faster or slower machine see the same epochs
+  if [ -n "$RECIPE" ]; then budget="--config $RECIPE"; else budget="--dataset ../shared/datasets/bccd --minutes $minutes"; fi
+  $PY train.py $budget --out "$out" --cache-dir "$CACHE" \
     --no-progress $resume --set train.seed="$seed" "$@" >> "$res/${name}_train.log" 2>&1
 fi
 # scored once: a rerun of a finished row prints its result instead of detecting the test split again

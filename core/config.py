@@ -116,6 +116,8 @@ class TrainConfig:
     partial_annotation: float = 0.0    # > 0: a class boxed in at least this share of the training images is
                                        # taken to be in all of them; an image that boxes other objects but
                                        # none of it trains no background (its unboxed objects would)
+    label_smoothing: float = 0.0       # > 0: softmax targets put this share on the other classes (Szegedy
+                                       # et al. 2016), so annotation slips (cells left unboxed) are not memorised
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -245,6 +247,7 @@ RANGES = {
     ("train", "gt_jitter"): (0, None, True), ("train", "ohem_pool"): (0, None, True), ("train", "color_jitter"): (0, 1, True),
     ("train", "random_crop"): (0, 1, True),
     ("train", "easy_bg_fraction"): (0, 1, True), ("train", "partial_annotation"): (0, 1, True),
+    ("train", "label_smoothing"): (0, 1, True),
     ("train", "eval_every"): (0, None, True), ("train", "early_stop"): (0, None, True),
     ("train", "validation_images"): (1, None, True),
     ("train", "lr_steps"): (0, None, True), ("train", "scale_jitter"): (1, None, True),

@@ -64,9 +64,10 @@ def region_loss(net, image: torch.Tensor, boxes: torch.Tensor, labels: torch.Ten
     ``boxes (R, 4)`` in the image's pixels, ``labels (R,)`` 0 = background,
     ``box_targets (R, 4)``: encoded deltas to each region's gt (read for foreground only)."""
     _, logits, deltas, aux = _forward_regions(net, image, boxes, cfg, short_side)
-    loss = nn.functional.cross_entropy(logits, labels)
+    smoothing = cfg.train.label_smoothing
+    loss = nn.functional.cross_entropy(logits, labels, label_smoothing=smoothing)
     for a in aux:
-        loss = loss + cfg.train.aux_weight * nn.functional.cross_entropy(a, labels)
+        loss = loss + cfg.train.aux_weight * nn.functional.cross_entropy(a, labels, label_smoothing=smoothing)
     if deltas is not None and box_targets is not None:
         loss = loss + cfg.train.bbox_loss_weight * box_loss(deltas, labels, box_targets)
     accuracy = (logits.argmax(1) == labels).float().mean()

@@ -292,3 +292,31 @@ def test_box_geometry_says_where_a_region_lies_and_joins_the_logits(tmp_path, sh
     assert r.returncode == 0, r.stderr[-2000:]
     model = DetectorModel.load(str(tmp_path / "m"))
     assert model.net.geometry is not None and model.net.geometry.weight.abs().sum() > 0     # it learned
+
+
+def test_label_smoothing_moves_the_targets_off_the_label_and_is_checked(tmp_path, shapes_data):
+    from core.config import load_config
+    from core.errors import UserError
+    from detector.fine_tune import _forward_regions, region_loss
+    from detector.region_classifier import RegionClassifier
+    from synthetic import tiny_config
+    cfg_path = tiny_config(tmp_path / "c.yaml", shapes_data, method="ss", epochs=1)
+    plain, smooth = load_config(str(cfg_path)), load_config(str(cfg_path), {"train.label_smoothing": 0.1})
+    plain.train.aux_weight = smooth.train.aux_weight = 0.0
+    torch.manual_seed(0)
+    net = RegionClassifier(plain.model, 2).eval()
+    image = torch.randn(3, 96, 128)
+    regions = torch.tensor([[0.0, 8.0, 40.0, 40.0], [50.0, 20.0, 120.0, 90.0], [10.0, 50.0, 60.0, 95.0]])
+    labels = torch.tensor([0, 1, 2])
+    with torch.no_grad():
+        logits = _forward_regions(net, image, regions, plain, None)[1]
+        loss_plain, _ = region_loss(net, image, regions, labels, plain, None)
+        loss_smooth, _ = region_loss(net, image, regions, labels, smooth, None)
+    log_p = torch.log_softmax(logits, 1)
+    nll = -log_p[torch.arange(3), labels].mean()
+    # targets: 0.9 on the label plus 0.1 spread evenly over all three classes
+    expected = 0.9 * nll + 0.1 * (-log_p.mean(1)).mean()
+    assert torch.allclose(loss_plain, nll, atol=1e-5) and torch.allclose(loss_smooth, expected, atol=1e-5)
+    assert not torch.allclose(loss_plain, loss_smooth, atol=1e-4)
+    with pytest.raises(UserError, match="train.label_smoothing"):
+        load_config(str(cfg_path), {"train.label_smoothing": 1.5})
