@@ -58,14 +58,20 @@ def _training_targets(rec, source, flip: bool):
 
 
 def region_loss(net, image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, cfg, short_side: int | None,
-                box_targets: torch.Tensor | None = None):
+                box_targets: torch.Tensor | None = None, teacher=None):
     """Softmax loss (+ weighted auxiliary losses, + the joint box loss) of one image's
     sampled regions. ``net``: a RegionClassifier, or one wrapped in DistributedDataParallel.
     ``boxes (R, 4)`` in the image's pixels, ``labels (R,)`` 0 = background,
-    ``box_targets (R, 4)``: encoded deltas to each region's gt (read for foreground only)."""
+    ``box_targets (R, 4)``: encoded deltas to each region's gt (read for foreground only).
+    ``teacher``: a RegionClassifier whose probabilities take ``train.self_distill`` of
+    the softmax loss (``teacher_probabilities``)."""
     _, logits, deltas, aux = _forward_regions(net, image, boxes, cfg, short_side)
     smoothing = cfg.train.label_smoothing
     loss = nn.functional.cross_entropy(logits, labels, label_smoothing=smoothing)
+    if teacher is not None:
+        soft = teacher_probabilities(teacher, image, boxes, cfg, short_side)
+        share = cfg.train.self_distill
+        loss = (1 - share) * loss + share * nn.functional.cross_entropy(logits, soft)
     for a in aux:
         loss = loss + cfg.train.aux_weight * nn.functional.cross_entropy(a, labels, label_smoothing=smoothing)
     if deltas is not None and box_targets is not None:
@@ -81,6 +87,21 @@ def _forward_regions(net, image: torch.Tensor, boxes: torch.Tensor, cfg, short_s
     h, w = image.shape[-2:]
     scale = shared_scale(h, w, short_side or cfg.model.image_scale, cfg.model.max_image_side)
     return net(resize_tensor(image, scale), boxes * scale)
+
+
+@torch.no_grad()
+def teacher_probabilities(teacher, image: torch.Tensor, boxes: torch.Tensor, cfg, short_side: int | None) -> torch.Tensor:
+    """(R, C + 1) class probabilities of ``boxes`` under ``teacher`` in test mode (batch
+    norm's running averages, which this forward leaves untouched), the same view of the
+    image the student sees. Self-distillation from the Polyak average: its probabilities
+    are smoother than one-hot labels where the labels slip (a cell the annotators left
+    out), and they cost one forward without gradient."""
+    was_training = teacher.training
+    teacher.eval()
+    try:
+        return torch.softmax(_forward_regions(teacher, image, boxes, cfg, short_side)[1], 1)
+    finally:
+        teacher.train(was_training)
 
 
 @torch.no_grad()
@@ -173,13 +194,15 @@ def train_classifier(dataset, cfg, source, out_dir: str, device="cpu", resume: b
 
     def step(model, epoch_and_batch):
         epoch, batch = epoch_and_batch
+        # the first epoch's average is still mostly its random start: no teacher yet
+        teacher = trainer.averaged if tc.self_distill and epoch >= 1 else None
         stats = {"loss": 0.0, "accuracy": 0.0, "count": 0}
         for k, idx in enumerate(batch):
             # gradients are averaged across processes once per step, after the last image
             sync = k == len(batch) - 1 or model is net
             with contextlib.nullcontext() if sync else model.no_sync():
                 loss, acc = _image_loss(model, dataset.images[idx], source, cfg,
-                                        image_rng(tc.seed, epoch, int(idx)), device, bool(partial[idx]))
+                                        image_rng(tc.seed, epoch, int(idx)), device, bool(partial[idx]), teacher)
                 if not torch.isfinite(loss):
                     return {"loss": float("nan"), "count": 1}
                 (loss / len(batch)).backward()
@@ -201,9 +224,11 @@ def train_classifier(dataset, cfg, source, out_dir: str, device="cpu", resume: b
     distributed.barrier()
 
 
-def _image_loss(model, rec, source, cfg, rng: np.random.Generator, device, no_background: bool = False):
+def _image_loss(model, rec, source, cfg, rng: np.random.Generator, device, no_background: bool = False,
+                teacher=None):
     """Loss and region accuracy of one training image: flip, sample, scale, forward.
-    ``no_background``: a partially annotated image (``partially_annotated``), foreground only."""
+    ``no_background``: a partially annotated image (``partially_annotated``), foreground only;
+    ``teacher``: see ``region_loss``."""
     tc = cfg.train
     flip = tc.flip and rng.random() < 0.5
     image, proposals, gt_boxes, gt_labels = _training_targets(rec, source, flip)
@@ -240,7 +265,7 @@ def _image_loss(model, rec, source, cfg, rng: np.random.Generator, device, no_ba
     if tc.ohem_pool > tc.rois_per_image:
         hard = hardest_regions(model, image, boxes, labels, cfg, short, tc.rois_per_image)
         boxes, labels, targets = boxes[hard], labels[hard], targets[hard]
-    loss, accuracy = region_loss(model, image, boxes, labels, cfg, short, targets)
+    loss, accuracy = region_loss(model, image, boxes, labels, cfg, short, targets, teacher)
     if no_background:
         # the loss is a mean over the image's regions: its few foreground regions would each
         # weigh rois_per_image / len(boxes) times a region of a fully annotated image

@@ -320,3 +320,41 @@ def test_label_smoothing_moves_the_targets_off_the_label_and_is_checked(tmp_path
     assert not torch.allclose(loss_plain, loss_smooth, atol=1e-4)
     with pytest.raises(UserError, match="train.label_smoothing"):
         load_config(str(cfg_path), {"train.label_smoothing": 1.5})
+
+
+def test_self_distillation_blends_the_teachers_probabilities_and_leaves_the_teacher_as_it_was(tmp_path, shapes_data):
+    import copy
+
+    from core.config import load_config
+    from detector.fine_tune import _forward_regions, region_loss
+    from detector.region_classifier import RegionClassifier
+    from synthetic import tiny_config
+    cfg_path = tiny_config(tmp_path / "c.yaml", shapes_data, method="ss", epochs=1)
+    cfg = load_config(str(cfg_path), {"train.self_distill": 0.4})
+    cfg.train.aux_weight = 0.0
+    torch.manual_seed(0)
+    student, teacher = RegionClassifier(cfg.model, 2).eval(), RegionClassifier(cfg.model, 2).train()
+    before = copy.deepcopy(teacher.state_dict())
+    image = torch.randn(3, 96, 128)
+    regions = torch.tensor([[0.0, 8.0, 40.0, 40.0], [50.0, 20.0, 120.0, 90.0], [10.0, 50.0, 60.0, 95.0]])
+    labels = torch.tensor([0, 1, 2])
+    with torch.no_grad():
+        loss, _ = region_loss(student, image, regions, labels, cfg, None, teacher=teacher)
+        log_p = torch.log_softmax(_forward_regions(student, image, regions, cfg, None)[1], 1)
+        soft = torch.softmax(_forward_regions(teacher.eval(), image, regions, cfg, None)[1], 1)
+    teacher.train()
+    hard = -log_p[torch.arange(3), labels].mean()
+    expected = 0.6 * hard + 0.4 * -(soft * log_p).sum(1).mean()
+    assert torch.allclose(loss, expected, atol=1e-5) and not torch.allclose(loss, hard, atol=1e-4)
+    # the teacher ran in test mode: its batch-norm statistics did not move, and its mode is back
+    assert teacher.training and all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+
+    # in a real run the teacher joins from the second epoch: the weights then differ from a run without it
+    weights = {}
+    for name, share in (("plain", 0.0), ("distilled", 0.5)):
+        r = train_tiny(cfg_path, tmp_path / name, tmp_path / "cache", "--set", f"train.self_distill={share}",
+                       "train.epochs=2")
+        assert r.returncode == 0, r.stderr[-2000:]
+        weights[name] = torch.load(tmp_path / name / "model.pt", map_location="cpu", weights_only=False)
+    tensors = [(k, v) for k, v in weights["plain"].items() if torch.is_tensor(v) and v.is_floating_point()]
+    assert tensors and any(not torch.equal(v, weights["distilled"][k]) for k, v in tensors)
