@@ -1,0 +1,29 @@
+#!/bin/sh
+# Scores a retrained member in its bundled place: models/bccd with member-SLOT replaced by
+# MEMBER_DIR, on the val images that every bundled member held out ("val-24"), both proposal
+# paths, as the member-level decisions of docs/ablation.md are made (adopt at +0.003 on the
+# mean of both paths over the bundle's fast 0.9090 / paper 0.9082, bench/results/refine/val24.md).
+#
+#   sh bench/swap_member_val24.sh NAME MEMBER_DIR SLOT
+#   sh bench/swap_member_val24.sh lrwd_member0 runs/lrwd_member0 0
+#   (CACHE_DIR=DIR: a proposal cache that already holds the val split's boxes)
+#
+# Writes runs/NAME_ens (the swapped ensemble), bench/results/screen/NAME_val_{paper,fast}.{json,txt},
+# their detections under bench/results/screen/detections/, and bench/results/screen/NAME_val24.md.
+set -e
+cd "$(dirname "$0")/.."
+[ $# -eq 3 ] || { echo "usage: sh bench/swap_member_val24.sh NAME MEMBER_DIR SLOT" >&2; exit 2; }
+name=$1 member=$2 slot=$3
+[ -e "$member/model.pt" ] || { echo "swap_member_val24.sh: $member has no model.pt (still training?)" >&2; exit 2; }
+[ -d "models/bccd/member-$slot" ] || { echo "swap_member_val24.sh: models/bccd has no member-$slot" >&2; exit 2; }
+PY=${PYTHON:-.venv/bin/python} DATA=../shared/datasets/bccd E=bench/results/screen R=bench/results/screen SPLIT=val
+members=""
+for k in 0 1 2; do
+  if [ "$k" = "$slot" ]; then members="$members $member"; else members="$members models/bccd/member-$k"; fi
+done
+$PY -m ensemble create "runs/${name}_ens" $members --multibox models/bccd/multibox
+. bench/score_both_paths.sh
+score "${name}_val" "runs/${name}_ens" --cache-dir "${CACHE_DIR:-runs/${name}_ens_cache}"
+$PY bench/rescore_probe.py --dataset $DATA --split val --held-out-by models/bccd --as-detected \
+  --detections $E/detections/${name}_val_fast-detections.json $E/detections/${name}_val_paper-detections.json \
+  | tee "$R/${name}_val24.md"
