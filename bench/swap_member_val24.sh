@@ -26,4 +26,5 @@ $PY -m ensemble create "runs/${name}_ens" $members --multibox models/bccd/multib
 score "${name}_val" "runs/${name}_ens" --cache-dir "${CACHE_DIR:-runs/${name}_ens_cache}"
 $PY bench/rescore_probe.py --dataset $DATA --split val --held-out-by models/bccd --as-detected \
   --detections $E/detections/${name}_val_fast-detections.json $E/detections/${name}_val_paper-detections.json \
-  | tee "$R/${name}_val24.md"
+  > "$R/${name}_val24.md.tmp"     # (not piped through tee: set -e would not see the probe fail)
+mv "$R/${name}_val24.md.tmp" "$R/${name}_val24.md" && cat "$R/${name}_val24.md"
