@@ -13,7 +13,7 @@
 set -e
 cd "$(dirname "$0")/.."
 [ $# -eq 3 ] || { echo "usage: sh bench/swap_member_val24.sh NAME MEMBER_DIR SLOT" >&2; exit 2; }
-name=$1 member=$2 slot=$3
+swap=$1 member=$2 slot=$3   # not "name": score() below sets that
 [ -e "$member/model.pt" ] || { echo "swap_member_val24.sh: $member has no model.pt (still training?)" >&2; exit 2; }
 [ -d "models/bccd/member-$slot" ] || { echo "swap_member_val24.sh: models/bccd has no member-$slot" >&2; exit 2; }
 PY=${PYTHON:-.venv/bin/python} DATA=../shared/datasets/bccd E=bench/results/screen R=bench/results/screen SPLIT=val
@@ -21,10 +21,10 @@ members=""
 for k in 0 1 2; do
   if [ "$k" = "$slot" ]; then members="$members $member"; else members="$members models/bccd/member-$k"; fi
 done
-$PY -m ensemble create "runs/${name}_ens" $members --multibox models/bccd/multibox
+$PY -m ensemble create "runs/${swap}_ens" $members --multibox models/bccd/multibox
 . bench/score_both_paths.sh
-score "${name}_val" "runs/${name}_ens" --cache-dir "${CACHE_DIR:-runs/${name}_ens_cache}"
+score "${swap}_val" "runs/${swap}_ens" --cache-dir "${CACHE_DIR:-runs/${swap}_ens_cache}"
 $PY bench/rescore_probe.py --dataset $DATA --split val --held-out-by models/bccd --as-detected \
-  --detections $E/detections/${name}_val_fast-detections.json $E/detections/${name}_val_paper-detections.json \
-  > "$R/${name}_val24.md.tmp"     # (not piped through tee: set -e would not see the probe fail)
-mv "$R/${name}_val24.md.tmp" "$R/${name}_val24.md" && cat "$R/${name}_val24.md"
+  --detections $E/detections/${swap}_val_fast-detections.json $E/detections/${swap}_val_paper-detections.json \
+  > "$R/${swap}_val24.md.tmp"     # (not piped through tee: set -e would not see the probe fail)
+mv "$R/${swap}_val24.md.tmp" "$R/${swap}_val24.md" && cat "$R/${swap}_val24.md"
