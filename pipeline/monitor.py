@@ -112,7 +112,7 @@ class Validation:
         self.out_dir, self.every, self.patience = out_dir, every, patience
         self.best_path = os.path.join(out_dir, "best.pt")
         self.best_map, self.best_epoch, self.bad = -1.0, 0, 0
-        self.best_dets = self.last_dets = None      # for the final check (not kept across a resume)
+        self.best_dets = self.last_dets = None      # for the final check (a resume detects the best again)
         self.last_map, self.last_epoch = -1.0, 0
 
     def restore(self, history: list[dict]) -> None:
@@ -125,36 +125,39 @@ class Validation:
         if record["epoch"] % self.every and record["epoch"] != trainer.epochs:
             return
         from core import distributed
-        from detector.model import DetectorModel
-        from ensemble import Ensemble
-        from eval import evaluate
         from networks.engine import save_checkpoint
-
-        from .runner import DetectionRunner
         t = time.time()
-        net = copy.deepcopy(trainer.averaged)
-        model = DetectorModel(self.cfg, net, {}, self.out_dir, self.device)   # ridge heads come later: no regression
-        runner = DetectionRunner(Ensemble([model], ["validation"]), self.source, self.device, progress=False)
-        dets = next(iter(runner.detect_dataset(self.val_set).values()))
-        result = evaluate(self.val_set, dets, "voc")
-        record["val_mAP"] = round(float(result.mAP), 4)
+        dets, val_map = self.validate(copy.deepcopy(trainer.averaged))
+        record["val_mAP"] = round(val_map, 4)
         record["val_seconds"] = round(time.time() - t, 1)
-        self.last_dets, self.last_map, self.last_epoch = dets, float(result.mAP), record["epoch"]
-        improved = result.mAP > self.best_map
+        self.last_dets, self.last_map, self.last_epoch = dets, val_map, record["epoch"]
+        improved = val_map > self.best_map
         if improved:
-            self.best_map, self.best_epoch, self.bad = float(result.mAP), record["epoch"], 0
+            self.best_map, self.best_epoch, self.bad = val_map, record["epoch"], 0
             self.best_dets = dets
             if distributed.is_main():
                 save_checkpoint(self.best_path, {"model": trainer.averaged.state_dict(), "epoch": record["epoch"],
-                                                 "val_mAP": float(result.mAP)})
+                                                 "val_mAP": val_map})
         else:
             self.bad += 1
-        log.info("validation mAP %.4f at epoch %d (%s; best %.4f at epoch %d), %.0f s", result.mAP, record["epoch"],
+        log.info("validation mAP %.4f at epoch %d (%s; best %.4f at epoch %d), %.0f s", val_map, record["epoch"],
                  "new best" if improved else f"{self.bad} without improvement", self.best_map, self.best_epoch,
                  time.time() - t)
         if self.patience and self.bad >= self.patience:
             log.info("stopping early: %d evaluations without improvement", self.bad)
             trainer.stop = True
+
+    def validate(self, net) -> tuple:
+        """(detections, voc mAP) of ``net`` (a region classifier) on the validation images."""
+        from detector.model import DetectorModel
+        from ensemble import Ensemble
+        from eval import evaluate
+
+        from .runner import DetectionRunner
+        model = DetectorModel(self.cfg, net, {}, self.out_dir, self.device)   # ridge heads come later: no regression
+        runner = DetectionRunner(Ensemble([model], ["validation"]), self.source, self.device, progress=False)
+        dets = next(iter(runner.detect_dataset(self.val_set).values()))
+        return dets, float(evaluate(self.val_set, dets, "voc").mAP)
 
     def finish(self, net, history: list[dict] | None = None) -> None:
         """When training ends: put the best epoch's weights into ``net`` (the test-time
@@ -169,8 +172,14 @@ class Validation:
             log.info("validation mAP reached %.4f (epoch %d)", self.best_map, self.best_epoch)
         if not os.path.exists(self.best_path):
             return
+        from networks.engine import load_checkpoint
+        if self.best_dets is None and self.last_dets is not None and self.best_epoch != self.last_epoch:
+            # a resume after the best epoch lost its detections: detect again with its saved weights,
+            # so that a resumed run chooses between them and the final ones as an unbroken run does
+            best_net = copy.deepcopy(net)
+            best_net.load_state_dict(load_checkpoint(self.best_path)["model"])
+            self.best_dets = self.validate(best_net)[0]
         if self.best_is_real():
-            from networks.engine import load_checkpoint
             net.load_state_dict(load_checkpoint(self.best_path)["model"])
             log.info("using the best epoch's weights: epoch %d, validation mAP %.4f", self.best_epoch, self.best_map)
         else:
@@ -182,7 +191,7 @@ class Validation:
         On raccoon's 24 validation images epoch 6 (0.454) was kept over epoch 17 (0.396) and
         scored 0.512 on test against the final weights' 0.614."""
         if self.best_epoch == self.last_epoch or self.best_dets is None or self.last_dets is None:
-            return True                     # the final weights are the best, or a resume lost the evidence
+            return True                     # the final weights are the best, or no evidence against it
         from eval.bootstrap import paired_bootstrap
         share = paired_bootstrap(self.val_set, self.best_dets, self.last_dets, "voc", BOOTSTRAP_RESAMPLES)
         if share >= SELECTION_CONFIDENCE:

@@ -137,6 +137,17 @@ def test_an_earlier_best_epoch_replaces_the_final_weights_only_beyond_the_noise(
     hook.last_epoch = 6
     assert hook.best_is_real()                                                          # the final epoch is the best
 
+    # resumed after epoch 6: its detections are gone, so finish detects again with best.pt's weights
+    # and chooses as the unbroken run above did
+    for best_found, kept in ((12, 17), (23, 6)):
+        seen = []
+        hook.validate = lambda net, n=best_found, seen=seen: (seen.append(net.weight.item()) or (found(n), n / 24))
+        hook.best_epoch, hook.best_map, hook.best_dets = 6, best_found / 24, None
+        hook.last_epoch, hook.last_map, hook.last_dets = 17, 0.46, found(11)
+        net = final_net()
+        hook.finish(net)
+        assert seen == [6] and net.weight.item() == kept
+
 
 def test_a_resumed_budget_has_only_what_is_left_and_the_fitted_schedules(tmp_path):
     from core.config import TrainConfig
