@@ -116,10 +116,15 @@ class Validation:
         self.last_map, self.last_epoch = -1.0, 0
 
     def restore(self, history: list[dict]) -> None:
-        """After a resume: the best so far, from the history."""
+        """After a resume: the best so far and the evaluations since it, from the history (so
+        that ``train.early_stop`` stops a resumed run where an unbroken one would)."""
         for r in history:
-            if r.get("val_mAP") is not None and r["val_mAP"] > self.best_map:
-                self.best_map, self.best_epoch = r["val_mAP"], r["epoch"]
+            if r.get("val_mAP") is None:
+                continue
+            if r["val_mAP"] > self.best_map:
+                self.best_map, self.best_epoch, self.bad = r["val_mAP"], r["epoch"], 0
+            else:
+                self.bad += 1
 
     def __call__(self, trainer, record: dict) -> None:
         if record["epoch"] % self.every and record["epoch"] != trainer.epochs:

@@ -149,6 +149,23 @@ def test_an_earlier_best_epoch_replaces_the_final_weights_only_beyond_the_noise(
         assert seen == [6] and net.weight.item() == kept
 
 
+def test_a_resumed_validation_counts_the_evaluations_since_its_best(tmp_path):
+    from core.config import Config
+    from pipeline.monitor import Validation
+    history = [{"epoch": 2, "val_mAP": 0.50}, {"epoch": 3}, {"epoch": 4, "val_mAP": 0.61},
+               {"epoch": 6, "val_mAP": 0.60}, {"epoch": 8, "val_mAP": 0.61}]
+    hook = Validation(Config(), None, None, "cpu", str(tmp_path), every=2, patience=3)
+    hook.restore(history)
+    assert (hook.best_map, hook.best_epoch, hook.bad) == (0.61, 4, 2)   # a tie is no improvement
+
+    class Trainer:                                  # one more evaluation without improvement stops it
+        epochs, stop, averaged = 20, False, None
+    hook.validate = lambda net: (None, 0.55)
+    record = {"epoch": 10}
+    hook(Trainer, record)
+    assert Trainer.stop and hook.bad == 3 and record["val_mAP"] == 0.55
+
+
 def test_a_resumed_budget_has_only_what_is_left_and_the_fitted_schedules(tmp_path):
     from core.config import TrainConfig
     from pipeline.train import Budget
