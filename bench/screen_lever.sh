@@ -8,6 +8,7 @@
 #   OMP_NUM_THREADS=1 sh bench/screen_lever.sh base 30 0
 #   OMP_NUM_THREADS=1 sh bench/screen_lever.sh grid2 30 0 model.region_grid=2
 #   RECIPE=runs/screen/base_b/config.yaml OMP_NUM_THREADS=1 sh bench/screen_lever.sh smooth01 30 0 train.label_smoothing=0.1
+#   OMP_NUM_THREADS=1 sh bench/screen_lever.sh base_b2 0 0 train.epochs=28 'train.lr_steps=[21,24]'
 #
 # Run: runs/screen/NAME (rerun resumes it; a scored row is not scored again); results: bench/results/screen/NAME.json (per-class
 # AP), NAME-detections.json, NAME_train.log. Compare two rows with
@@ -28,7 +29,11 @@ if [ ! -e "$out/model.pt" ]; then
   resume=""; [ -e "$out/budget.json" ] && resume="--resume"
   # RECIPE=runs/screen/base_b/config.yaml: that row's resolved recipe (its epochs and LR steps) instead of a
   # schedule fitted to MINUTES, so that rows run on a faster or slower machine see the same epochs
-  if [ -n "$RECIPE" ]; then budget="--config $RECIPE"; else budget="--dataset ../shared/datasets/bccd --minutes $minutes"; fi
+  # MINUTES 0: no budget, the default recipe's schedule as the KEY=VALUEs set it (train.epochs=28
+  # train.lr_steps=[21,24] is base_b's, when its runs/screen/base_b/config.yaml is gone)
+  if [ -n "$RECIPE" ]; then budget="--config $RECIPE"
+  elif [ "$minutes" = 0 ]; then budget="--dataset ../shared/datasets/bccd"
+  else budget="--dataset ../shared/datasets/bccd --minutes $minutes"; fi
   $PY train.py $budget --out "$out" --cache-dir "$CACHE" \
     --no-progress $resume --set train.seed="$seed" "$@" >> "$res/${name}_train.log" 2>&1
 fi
