@@ -26,7 +26,7 @@ out=runs/screen/$name res=bench/results/screen
 mkdir -p "$out" "$res"
 [ -e "$out/multibox/multibox.pt" ] || cp -r models/bccd/multibox "$out/multibox"
 if [ ! -e "$out/model.pt" ]; then
-  resume=""; [ -e "$out/budget.json" ] && resume="--resume"
+  resume=""; { [ -e "$out/budget.json" ] || [ -e "$out/checkpoint.pt" ]; } && resume="--resume"   # (MINUTES 0 keeps no budget)
   # RECIPE=runs/screen/base_b/config.yaml: that row's resolved recipe (its epochs and LR steps) instead of a
   # schedule fitted to MINUTES, so that rows run on a faster or slower machine see the same epochs
   # MINUTES 0: no budget, the default recipe's schedule as the KEY=VALUEs set it (train.epochs=28
