@@ -178,14 +178,15 @@ class Validation:
         if not os.path.exists(self.best_path):
             return
         from networks.engine import load_checkpoint
+        best_weights = load_checkpoint(self.best_path)["model"]
         if self.best_dets is None and self.last_dets is not None and self.best_epoch != self.last_epoch:
             # a resume after the best epoch lost its detections: detect again with its saved weights,
             # so that a resumed run chooses between them and the final ones as an unbroken run does
             best_net = copy.deepcopy(net)
-            best_net.load_state_dict(load_checkpoint(self.best_path)["model"])
+            best_net.load_state_dict(best_weights)
             self.best_dets = self.validate(best_net)[0]
         if self.best_is_real():
-            net.load_state_dict(load_checkpoint(self.best_path)["model"])
+            net.load_state_dict(best_weights)
             log.info("using the best epoch's weights: epoch %d, validation mAP %.4f", self.best_epoch, self.best_map)
         else:
             self.best_map, self.best_epoch = self.last_map, self.last_epoch    # the final weights stay
