@@ -19,7 +19,7 @@ def test_default_recipe_adapts_holds_out_validation_and_keeps_the_budget(tmp_pat
                                                       "test": [f"shape_{i:03d}" for i in range(4)]})
     out = tmp_path / "run"
     r = subprocess.run([sys.executable, str(ROOT / "train.py"), "--dataset", str(data), "--out", str(out),
-                        "--minutes", "1.5", "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--workers", "1",
+                        "--minutes", "0.75", "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--workers", "1",
                         "--set", "model.width=0.125", "proposals.multibox.width=0.125", "train.rois_per_image=16",
                         "proposals.selective_search.top_n=200"],
                        capture_output=True, text=True, timeout=900)
@@ -28,12 +28,12 @@ def test_default_recipe_adapts_holds_out_validation_and_keeps_the_budget(tmp_pat
     assert "derived from the data: classes ['box', 'disc']" in log
     assert "4 of the 24 training images held out for validation" in log
     assert "budget: multibox gets" in log and "budget: classifier gets" in log
-    assert "trained in" in log and "of the 1.5-minute budget" in log
+    assert "trained in" in log and "of the 0.75-minute budget" in log
     assert "validation mAP reached" in log
     import json
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["overrides"]["model.width"] == 0.125 and len(manifest["validation_images"]) == 4
-    assert manifest["minutes"] == 1.5 and manifest["fingerprint"]
+    assert manifest["minutes"] == 0.75 and manifest["fingerprint"]
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["data"]["classes"] == ["box", "disc"] and cfg["model"]["image_scale"] == 128
     assert cfg["model"]["width"] == 0.125                      # --set wins over the derived values
@@ -45,7 +45,7 @@ def test_default_recipe_adapts_holds_out_validation_and_keeps_the_budget(tmp_pat
     budget = json.loads((out / "budget.json").read_text())          # what a --resume continues from
     import re
     logged = float(re.search(r"trained in ([0-9.]+) minutes of the", log).group(1))
-    assert budget["minutes"] == 1.5 and abs(budget["spent_seconds"] / 60 - logged) <= 0.1     # logged to 0.1
+    assert budget["minutes"] == 0.75 and abs(budget["spent_seconds"] / 60 - logged) <= 0.1     # logged to 0.1
     assert budget["stages"]["classifier"]["epochs"] == cfg["train"]["epochs"]
     assert budget["stages"]["multibox"]["lr_steps"] == cfg["proposals"]["multibox"]["lr_steps"]
     # config.yaml records the schedule the budget fitted (steps move only while still ahead),
