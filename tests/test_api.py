@@ -87,7 +87,7 @@ def test_detect_refuses_an_unwritable_out_before_the_first_image(tmp_path, tiny_
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 
-def test_detect_takes_folders_globs_and_writes_every_format(tmp_path, tiny_model, run_script):
+def test_detect_takes_folders_globs_and_writes_every_format(tmp_path, tiny_model, run_script, run_cli_here):
     import csv
     import xml.etree.ElementTree as ET
     src = sorted((tiny_model["data"] / "JPEGImages").iterdir())[:3]
@@ -97,17 +97,17 @@ def test_detect_takes_folders_globs_and_writes_every_format(tmp_path, tiny_model
     common = ["--model", tiny_model["model"], "--no-images", "--threshold", "0", "--quiet"]
     flat = run_script("detect.py", tmp_path / "in", *common, "--json", tmp_path / "flat.json")
     assert flat.returncode == 0 and "1 input(s) processed" in flat.stdout, flat.stderr
-    deep = run_script("detect.py", tmp_path / "in", "--recursive", *common, "--json", tmp_path / "d.json")
+    deep = run_cli_here("pipeline.cli.detect", tmp_path / "in", "--recursive", *common, "--json", tmp_path / "d.json")
     assert "2 input(s) processed" in deep.stdout, deep.stderr
     rows = json.loads((tmp_path / "d.json").read_text())
     assert {r["image"] for r in rows} == {"100", "200"}
-    pattern = run_script("detect.py", str(tmp_path / "in" / "**" / "*.jpg"), "--recursive", *common,
+    pattern = run_cli_here("pipeline.cli.detect", str(tmp_path / "in" / "**" / "*.jpg"), "--recursive", *common,
                          "--json", tmp_path / "p.json")
     assert "2 input(s) processed" in pattern.stdout, pattern.stderr
-    none = run_script("detect.py", str(tmp_path / "in" / "*.png"), *common)
+    none = run_cli_here("pipeline.cli.detect", str(tmp_path / "in" / "*.png"), *common)
     assert none.returncode == 2 and "the pattern matches no file" in none.stderr
     for fmt, target in (("csv", "d.csv"), ("coco", "c.json"), ("voc-xml", "xml")):
-        r = run_script("detect.py", tmp_path / "in", "--recursive", *common, "--format", fmt, "--json", tmp_path / target)
+        r = run_cli_here("pipeline.cli.detect", tmp_path / "in", "--recursive", *common, "--format", fmt, "--json", tmp_path / target)
         assert r.returncode == 0, r.stderr
     with open(tmp_path / "d.csv") as f:
         table = list(csv.DictReader(f))
