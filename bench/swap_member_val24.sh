@@ -21,8 +21,8 @@ for k in 0 1 2; do eval "member_$k=models/bccd/member-$k"; done
 while [ $# -gt 0 ]; do
   member=$1 slot=$2; shift 2
   [ -e "$member/model.pt" ] || { echo "swap_member_val24.sh: $member has no model.pt (still training?)" >&2; exit 2; }
-  [ -d "models/bccd/member-$slot" ] || { echo "swap_member_val24.sh: models/bccd has no member-$slot" >&2; exit 2; }
-  eval "member_$slot=$member"
+  case $slot in 0|1|2) ;; *) echo "swap_member_val24.sh: slot '$slot': models/bccd has members 0, 1, 2" >&2; exit 2;; esac
+  eval "member_$slot=\$member"   # (slot is a digit here; the path is not re-parsed)
 done
 PY=${PYTHON:-.venv/bin/python} DATA=../shared/datasets/bccd E=bench/results/screen R=bench/results/screen SPLIT=val
 members="$member_0 $member_1 $member_2"
