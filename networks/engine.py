@@ -115,7 +115,12 @@ class Trainer:
     * ``extra_state()`` / ``load_extra_state(d)``: random streams of their own (strings
       or tensors), saved in the checkpoint;
     * ``hooks``: ``hook(trainer, record)`` after each epoch, before its checkpoint
-      (validation, curves); a hook may add to ``record`` or set ``trainer.stop``.
+      (validation, curves); a hook may add to ``record`` or set ``trainer.stop``. A hook's
+      ``state_files`` (paths) go into the snapshot below with the checkpoint.
+
+    At the first learning-rate step the checkpoint is also kept in ``out_dir/epochN/``: a
+    longer schedule with the same seed and recipe runs the same epochs up to there, so it
+    can continue from a copy of that folder (``--resume`` into it) instead of starting over.
     """
 
     def __init__(self, net: torch.nn.Module, optimizer: torch.optim.Optimizer, *, out_dir: str, epochs: int,
@@ -195,6 +200,20 @@ class Trainer:
             state.update(self.extra_state())
         save_checkpoint(self.checkpoint, state)
 
+    def _keep_snapshot(self) -> None:
+        """Copy the checkpoint (and the hooks' state, e.g. validation's best weights) into
+        ``out_dir/epochN``, N the epochs done: the last epoch before the first LR step."""
+        import shutil
+        snapshot = os.path.join(self.out_dir, f"epoch{self.epoch}")
+        os.makedirs(snapshot, exist_ok=True)
+        for path in [self.checkpoint] + [p for h in self.hooks for p in getattr(h, "state_files", ())]:
+            if os.path.exists(path):
+                with open(path, "rb") as src, atomic_write(os.path.join(snapshot, os.path.basename(path)), "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+        import logging
+        logging.getLogger(__name__).info("%s: epoch %d, the last before the first LR step, kept in %s (a longer "
+                                         "schedule can --resume from a copy of it)", self.name, self.epoch, snapshot)
+
     def fit(self, batches, step) -> list[dict]:
         """Train the remaining epochs; returns the history (one record per epoch)."""
         import logging
@@ -259,6 +278,8 @@ class Trainer:
                 hook(self, record)
             if distributed.is_main():
                 self._save()
+                if self.lr_steps and self.epoch == min(self.lr_steps) and not self.finished:
+                    self._keep_snapshot()
             if self.stop or (self.max_steps and steps >= self.max_steps):
                 break
         return self.history

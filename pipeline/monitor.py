@@ -114,6 +114,7 @@ class Validation:
         self.best_map, self.best_epoch, self.bad = -1.0, 0, 0
         self.best_dets = self.last_dets = None      # for the final check (a resume detects the best again)
         self.last_map, self.last_epoch = -1.0, 0
+        self.state_files = [self.best_path]         # what a training snapshot copies beside the checkpoint
 
     def restore(self, history: list[dict]) -> None:
         """After a resume: the best so far and the evaluations since it, from the history (so

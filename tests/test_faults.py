@@ -341,3 +341,65 @@ def test_a_dangling_multibox_link_in_the_run_directory_is_one_line_naming_it(tmp
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert f"{run / 'multibox'} is a link to ../multibox, which does not exist" in r.stderr
     assert sorted(p.name for p in run.iterdir() if p.name != ".lock") == ["multibox"]     # nothing written
+
+
+def _fit_line(out_dir, epochs, lr_steps, state_files=()):
+    """A one-weight regression trained by the project's Trainer (noisy targets, Polyak
+    averaging, a hook with a state file): its final weights and averaged weights."""
+    import torch
+
+    from networks.engine import Trainer, seed_everything
+    seed_everything(0)
+    net = torch.nn.Linear(1, 1)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+
+    class Hook:
+        def __init__(self):
+            self.state_files = list(state_files)
+
+        def __call__(self, trainer, record):      # a hook's own file, rewritten every epoch
+            for path in self.state_files:
+                with open(path, "w") as f:
+                    f.write(str(record["epoch"]))
+
+    trainer = Trainer(net, opt, out_dir=str(out_dir), epochs=epochs, lr=0.1, lr_steps=lr_steps, ema_decay=0.9,
+                      progress=False, hooks=[Hook()])
+    trainer.resume()
+
+    def batches(epoch):
+        x = torch.randn(4, 8, 1)                   # the torch stream: saved and restored with the checkpoint
+        return list(zip(x, 3 * x + 1 + 0.1 * torch.randn(4, 8, 1)))
+
+    def step(model, batch):
+        x, y = batch
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        return {"loss": float(loss), "count": 1}
+
+    trainer.fit(batches, step)
+    return [p.detach().clone() for p in list(net.parameters()) + list(trainer.averaged.parameters())]
+
+
+def test_a_longer_schedule_continues_from_the_snapshot_before_the_first_lr_step(tmp_path):
+    """A short run (LR step at epoch 3 of 5) keeps epoch 3 in OUT/epoch3; a copy of that
+    folder resumed with a longer schedule (step at 6 of 8) ends with exactly the weights of
+    that longer schedule trained from scratch (how a passed screen continues as a member)."""
+    import torch
+    short = tmp_path / "short"
+    short.mkdir()
+    _fit_line(short, 5, [3, 4], state_files=[str(short / "best.txt")])
+    snapshot = short / "epoch3"
+    assert sorted(p.name for p in snapshot.iterdir()) == ["best.txt", "checkpoint.pt"]
+    assert (snapshot / "best.txt").read_text() == "3" and (short / "best.txt").read_text() == "5"
+    from networks.engine import load_checkpoint
+    assert load_checkpoint(str(snapshot / "checkpoint.pt"))["epoch"] == 3
+
+    continued = tmp_path / "continued"
+    shutil.copytree(snapshot, continued)
+    resumed = _fit_line(continued, 8, [6, 7])
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    fresh = _fit_line(scratch, 8, [6, 7])
+    assert all(torch.equal(a, b) for a, b in zip(resumed, fresh))
+    assert not all(torch.equal(a, b) for a, b in zip(_fit_line(tmp_path / "other", 8, [5, 7]), fresh))
+    assert (scratch / "epoch6").is_dir() and not (continued / "epoch3").exists()
