@@ -16,6 +16,8 @@
 #     --detections bench/results/screen/A-detections.json --compare bench/results/screen/B-detections.json
 # A row is only comparable with rows of the same MINUTES, run the same way (one thread each,
 # at most two at a time: the budget is wall time).
+# A row that passes can go on as member-0 from runs/screen/NAME/epochN (the epoch before its
+# first LR step, which a seed-0 member's longer schedule shares; docs/ablation.md, *Input scale 704*).
 set -e
 cd "$(dirname "$0")/.."
 [ $# -ge 3 ] || { echo "usage: sh bench/screen_lever.sh NAME MINUTES SEED [KEY=VALUE ...]" >&2; exit 2; }
