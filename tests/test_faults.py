@@ -374,7 +374,7 @@ def _fit_line(out_dir, epochs, lr_steps, state_files=()):
         x, y = batch
         loss = torch.nn.functional.mse_loss(model(x), y)
         loss.backward()
-        return {"loss": float(loss), "count": 1}
+        return {"loss": loss.item(), "count": 1}
 
     trainer.fit(batches, step)
     return [p.detach().clone() for p in list(net.parameters()) + list(trainer.averaged.parameters())]
