@@ -122,6 +122,10 @@ class TrainConfig:
                                        # Polyak-averaged weights' class probabilities of each region as its
                                        # target instead of the label (no teacher to train; one more forward
                                        # without gradient: 1.4x the step on BCCD)
+    teacher: str = ""                  # a trained model or ensemble directory: from the first epoch,
+                                       # teacher_share of the softmax loss takes its class probabilities of
+                                       # each region as the target (distilling its vote into this network)
+    teacher_share: float = 0.5
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -252,6 +256,7 @@ RANGES = {
     ("train", "random_crop"): (0, 1, True),
     ("train", "easy_bg_fraction"): (0, 1, True), ("train", "partial_annotation"): (0, 1, True),
     ("train", "label_smoothing"): (0, 1, True), ("train", "self_distill"): (0, 1, True),
+    ("train", "teacher_share"): (0, 1, True),
     ("train", "eval_every"): (0, None, True), ("train", "early_stop"): (0, None, True),
     ("train", "validation_images"): (1, None, True),
     ("train", "lr_steps"): (0, None, True), ("train", "scale_jitter"): (1, None, True),
@@ -291,6 +296,8 @@ def _validate(cfg: Config, source: str) -> None:
         if 2 * pad >= size:
             raise UserError(f"{source}: model.{name} = {pad}; it must be less than half of "
                             f"model.{'roi_size' if name == 'roi_context' else 'input_size'} ({size})")
+    if cfg.train.teacher and cfg.train.self_distill:
+        raise UserError(f"{source}: train.teacher and train.self_distill both name a teacher; set one of them")
     if cfg.model.box_geometry and cfg.model.region_mode != "shared":
         raise UserError(f"{source}: model.box_geometry needs model.region_mode: shared (the warp mode "
                         f"sees crops, not where they lie in the image)")

@@ -63,14 +63,15 @@ def region_loss(net, image: torch.Tensor, boxes: torch.Tensor, labels: torch.Ten
     sampled regions. ``net``: a RegionClassifier, or one wrapped in DistributedDataParallel.
     ``boxes (R, 4)`` in the image's pixels, ``labels (R,)`` 0 = background,
     ``box_targets (R, 4)``: encoded deltas to each region's gt (read for foreground only).
-    ``teacher``: a RegionClassifier whose probabilities take ``train.self_distill`` of
-    the softmax loss (``teacher_probabilities``)."""
+    ``teacher``: a RegionClassifier whose probabilities take ``train.self_distill`` (the
+    Polyak average) or ``train.teacher_share`` (a ``train.teacher`` member) of the softmax
+    loss (``teacher_probabilities``)."""
     _, logits, deltas, aux = _forward_regions(net, image, boxes, cfg, short_side)
     smoothing = cfg.train.label_smoothing
     loss = nn.functional.cross_entropy(logits, labels, label_smoothing=smoothing)
     if teacher is not None:
         soft = teacher_probabilities(teacher, image, boxes, cfg, short_side)
-        share = cfg.train.self_distill
+        share = cfg.train.teacher_share if cfg.train.teacher else cfg.train.self_distill
         loss = (1 - share) * loss + share * nn.functional.cross_entropy(logits, soft)
     for a in aux:
         loss = loss + cfg.train.aux_weight * nn.functional.cross_entropy(a, labels, label_smoothing=smoothing)
@@ -102,6 +103,31 @@ def teacher_probabilities(teacher, image: torch.Tensor, boxes: torch.Tensor, cfg
         return torch.softmax(_forward_regions(teacher, image, boxes, cfg, short_side)[1], 1)
     finally:
         teacher.train(was_training)
+
+
+def load_teachers(path: str, classes: list, device) -> tuple[list, np.ndarray]:
+    """``train.teacher``: the region classifiers of a model or ensemble directory, in test
+    mode, and the chance of drawing each (its ensemble weight). One member, drawn per
+    image, teaches that image: the loss is linear in its target, so in expectation the
+    student learns the soft vote's probabilities at the cost of one forward per image,
+    not one per member."""
+    from core.modeldir import is_ensemble, member_dirs, model_classes, read_ensemble_spec
+
+    from .model import DetectorModel
+    if not os.path.isdir(path):
+        raise UserError(f"train.teacher: {path}: no such model directory")
+    if model_classes(path) != list(classes):
+        raise UserError(f"train.teacher: {path}: its classes {model_classes(path)} are not the "
+                        f"dataset's {list(classes)}")
+    nets = []
+    for d in member_dirs(path):
+        net = DetectorModel.load(d, device).net.eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        nets.append(net)
+    weights = np.asarray((is_ensemble(path) and read_ensemble_spec(path).get("weights")) or [1.0] * len(nets),
+                         np.float64)
+    return nets, weights / weights.sum()
 
 
 @torch.no_grad()
@@ -159,6 +185,11 @@ def train_classifier(dataset, cfg, source, out_dir: str, device="cpu", resume: b
     checkpoints and the model dir). ``source``: proposals (``propose(image_rgb)``)."""
     tc = cfg.train
     set_threads(tc.num_threads)
+    # (before the seeding: building the teachers' networks draws random numbers)
+    teachers, teacher_odds = load_teachers(tc.teacher, dataset.classes, device) if tc.teacher else ([], None)
+    if teachers:
+        log.info("distilling %s (%d member%s, one drawn per image) into %.0f%% of the softmax loss",
+                 tc.teacher, len(teachers), "" if len(teachers) == 1 else "s", 100 * tc.teacher_share)
     seed_everything(tc.seed)
     rng = np.random.default_rng(tc.seed)       # the image order: the same on every rank
     device = torch.device(device)
@@ -198,6 +229,9 @@ def train_classifier(dataset, cfg, source, out_dir: str, device="cpu", resume: b
         teacher = trainer.averaged if tc.self_distill and epoch >= 1 else None
         stats = {"loss": 0.0, "accuracy": 0.0, "count": 0}
         for k, idx in enumerate(batch):
+            if teachers:     # (its own stream: the image's draws stay those of a run without a teacher)
+                teacher = teachers[np.random.default_rng([tc.seed, epoch, int(idx), 1]).choice(
+                    len(teachers), p=teacher_odds)]
             # gradients are averaged across processes once per step, after the last image
             sync = k == len(batch) - 1 or model is net
             with contextlib.nullcontext() if sync else model.no_sync():

@@ -358,3 +358,32 @@ def test_self_distillation_blends_the_teachers_probabilities_and_leaves_the_teac
         weights[name] = torch.load(tmp_path / name / "model.pt", map_location="cpu", weights_only=False)
     tensors = [(k, v) for k, v in weights["plain"].items() if torch.is_tensor(v) and v.is_floating_point()]
     assert tensors and any(not torch.equal(v, weights["distilled"][k]) for k, v in tensors)
+
+
+def test_a_trained_teacher_is_distilled_one_member_per_image_and_share_zero_trains_as_without_it(
+        tmp_path, shapes_data, tiny_model):
+    from core.errors import UserError
+    from detector.fine_tune import load_teachers
+    from ensemble import write_ensemble
+    from synthetic import tiny_config
+    # an ensemble teacher: members drawn in proportion to their vote weights
+    write_ensemble(str(tmp_path), [str(tiny_model["model"])] * 2, weights=[1.0, 3.0])
+    nets, odds = load_teachers(str(tmp_path), ["box", "disc"], "cpu")
+    assert len(nets) == 2 and np.allclose(odds, [0.25, 0.75])
+    assert not nets[0].training and not any(p.requires_grad for p in nets[0].parameters())
+    with pytest.raises(UserError, match="classes"):
+        load_teachers(str(tmp_path), ["disc", "box"], "cpu")
+
+    cfg_path = tiny_config(tmp_path / "c.yaml", shapes_data, method="ss", epochs=1)
+    weights = {}
+    for name, extra in (("plain", []), ("share0", [f"train.teacher={tiny_model['model']}", "train.teacher_share=0"]),
+                        ("share05", [f"train.teacher={tiny_model['model']}", "train.teacher_share=0.5"])):
+        r = train_tiny(cfg_path, tmp_path / name, tmp_path / "cache", "--max-steps", "3", *(["--set", *extra] if extra else []))
+        assert r.returncode == 0, r.stderr[-2000:]
+        weights[name] = torch.load(tmp_path / name / "model.pt", map_location="cpu", weights_only=False)
+    tensors = [(k, v) for k, v in weights["plain"].items() if torch.is_tensor(v) and v.is_floating_point()]
+    # the teacher's draws have their own random stream: at share 0 the run is the run without a teacher
+    assert tensors and all(torch.equal(v, weights["share0"][k]) for k, v in tensors)
+    assert any(not torch.equal(v, weights["share05"][k]) for k, v in tensors)
+    r = train_tiny(cfg_path, tmp_path / "bad", tmp_path / "cache", "--set", f"train.teacher={tmp_path / 'nowhere'}")
+    assert r.returncode != 0 and "train.teacher" in r.stderr and "Traceback" not in r.stderr
