@@ -152,6 +152,8 @@ class TrainConfig:
     early_stop: int = 0                # stop after N validations without improvement (0: never)
     validation_images: int = 60        # at most this many validate (a selection signal, not the score);
                                        # a val split's other images train
+    validation_seed: int | None = None  # which images validate (None: train.seed's); one seed for all members
+                                       # of an ensemble leaves the same images held out by every one of them
 
 
 @dataclass

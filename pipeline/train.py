@@ -194,6 +194,11 @@ def _apply_overrides_again(cfg, overrides: dict) -> None:
         setattr(cfg, f, getattr(fresh, f))
 
 
+def validation_seed(cfg) -> int:
+    """The seed that chooses the validation images: ``train.validation_seed``, else ``train.seed``."""
+    return cfg.train.seed if cfg.train.validation_seed is None else cfg.train.validation_seed
+
+
 def hold_out_validation(cfg, dataset):
     """(training set, validation set or None), with train.eval_every on. The recipe's val
     split when it has one: a seeded choice of at most train.validation_images of it validates
@@ -206,14 +211,15 @@ def hold_out_validation(cfg, dataset):
     dc = cfg.data
     if not cfg.train.eval_every:
         return dataset, None
+    seed = validation_seed(cfg)
     if dc.val_split and dc.val_split != dc.test_split and split_exists(dc.dataset, dc.val_split, dc.format):
         val = load_dataset(dc.dataset, dc.val_split, list(dataset.classes), dc.format, synsets=dc.synsets)
-        held = subsample(val, cfg.train.validation_images, seed=cfg.train.seed)
+        held = subsample(val, cfg.train.validation_images, seed=seed)
         taken = {r.image_id for r in held.images} | {r.image_id for r in dataset.images}
         rest = [r for r in val.images if r.image_id not in taken]
         if rest:
             log.info("validation on %d of the %d %s images (seed %d); the other %d train beside the %d %s images",
-                     len(held.images), len(val.images), dc.val_split, cfg.train.seed, len(rest),
+                     len(held.images), len(val.images), dc.val_split, seed, len(rest),
                      len(dataset.images), dc.train_split)
             dataset = dataclasses.replace(dataset, split=f"{dataset.split} + {len(rest)} of {dc.val_split}",
                                           images=dataset.images + rest)
@@ -223,9 +229,9 @@ def hold_out_validation(cfg, dataset):
                     "without model selection", len(dataset.images))
         cfg.train.eval_every = 0
         return dataset, None
-    train, held = split_dataset(dataset, HOLD_OUT_FRACTION, seed=cfg.train.seed)
+    train, held = split_dataset(dataset, HOLD_OUT_FRACTION, seed=seed)
     log.info("no validation split: %d of the %d training images held out for validation (seed %d)",
-             len(held.images), len(dataset.images), cfg.train.seed)
+             len(held.images), len(dataset.images), seed)
     return train, held
 
 
@@ -310,7 +316,7 @@ def validation_hook(cfg, train_set, source, device, out_dir: str, held_out) -> V
     also training images (the selection is then optimistic)."""
     from core.datasets import subsample
     dc = cfg.data
-    val_set = subsample(held_out, cfg.train.validation_images, seed=cfg.train.seed)
+    val_set = subsample(held_out, cfg.train.validation_images, seed=validation_seed(cfg))
     shared = {r.image_id for r in val_set.images} & {r.image_id for r in train_set.images}
     if shared:
         log.warning("%d of the %d validation images (%s) are also training images (%s): the validation mAP "

@@ -79,6 +79,17 @@ def test_a_val_split_validates_on_a_subsample_and_the_rest_of_it_trains(tmp_path
     assert len(held_ids) == 3 and set(held_ids) <= set(ids[6:11])
     assert len(train_ids) == 8 and set(train_ids) == set(ids[:11]) - set(held_ids)      # 6 + the other 2 of val
     assert train.split == "train + 2 of val"
+    # train.validation_seed: members of other seeds hold out the same images (None: train.seed's)
+    chosen = {}
+    for seed in range(6):
+        cfg.train.seed = seed
+        chosen[seed] = [r.image_id for r in train_module.hold_out_validation(cfg, load_dataset(str(data), "train"))[1].images]
+        cfg.train.validation_seed = 0
+        assert [r.image_id for r in train_module.hold_out_validation(cfg, load_dataset(str(data), "train"))[1].images] \
+            == chosen[0]
+        cfg.train.validation_seed = None
+    assert len({tuple(sorted(c)) for c in chosen.values()}) > 1        # the seeds alone do choose differently
+    cfg.train.seed = 0
     cfg.train.eval_every = 0                                  # no validation: the training split as it is
     assert train_module.hold_out_validation(cfg, load_dataset(str(data), "train"))[1] is None
 
