@@ -99,6 +99,9 @@ class ModelConfig:
                                        # its size against the image's) joins the softmax: the window alone
                                        # does not show where the image ends, and annotators leave cut-off
                                        # objects out (detector/region_classifier.py, box_geometry)
+    image_context: bool = False        # shared: the whole image's 4e features, averaged, add a per-class bias
+                                       # to every region's logits: what annotators box can depend on the
+                                       # image, not only on the region (detector/region_classifier.py)
 
 
 @dataclass
@@ -300,6 +303,9 @@ def _validate(cfg: Config, source: str) -> None:
                             f"model.{'roi_size' if name == 'roi_context' else 'input_size'} ({size})")
     if cfg.train.teacher and cfg.train.self_distill:
         raise UserError(f"{source}: train.teacher and train.self_distill both name a teacher; set one of them")
+    if cfg.model.image_context and cfg.model.region_mode != "shared":
+        raise UserError(f"{source}: model.image_context needs model.region_mode: shared (the warp mode "
+                        f"never runs the network on the whole image)")
     if cfg.model.box_geometry and cfg.model.region_mode != "shared":
         raise UserError(f"{source}: model.box_geometry needs model.region_mode: shared (the warp mode "
                         f"sees crops, not where they lie in the image)")

@@ -90,7 +90,7 @@ def _sha1(path: str) -> str:
 
 # Network options added after fingerprints were: at their default they are left out of
 # the signature, so a model directory written before they existed still loads.
-LATER_MODEL_KEYS = ("roi_context", "fine_features", "region_grid", "box_geometry")
+LATER_MODEL_KEYS = ("roi_context", "fine_features", "region_grid", "box_geometry", "image_context")
 
 
 def weights_signature(cfg, keep: tuple = ()) -> str:

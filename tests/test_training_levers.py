@@ -294,6 +294,38 @@ def test_box_geometry_says_where_a_region_lies_and_joins_the_logits(tmp_path, sh
     assert model.net.geometry is not None and model.net.geometry.weight.abs().sum() > 0     # it learned
 
 
+def test_image_context_adds_one_bias_per_image_to_every_regions_logits(tmp_path, shapes_data):
+    from core.config import load_config
+    from core.errors import UserError
+    from detector.model import DetectorModel
+    from detector.region_classifier import RegionClassifier
+    from synthetic import tiny_config
+    cfg = tiny_config(tmp_path / "c.yaml", shapes_data, method="ss", epochs=1)
+    torch.manual_seed(0)
+    plain = RegionClassifier(load_config(str(cfg)).model, 2).eval()
+    torch.manual_seed(0)
+    ctx = RegionClassifier(load_config(str(cfg), {"model.image_context": True}).model, 2).eval()
+    # created last, zero-initialized: the other layers start as without it, and so do the logits
+    assert all(torch.equal(v, ctx.state_dict()[k]) for k, v in plain.state_dict().items())
+    assert sorted(set(ctx.state_dict()) - set(plain.state_dict())) == ["context.bias", "context.weight"]
+    regions = torch.tensor([[0.0, 8.0, 40.0, 40.0], [50.0, 20.0, 120.0, 90.0], [5.0, 50.0, 70.0, 95.0]])
+    images = torch.randn(3, 96, 128), torch.randn(3, 96, 128) * 2 + 1
+    with torch.no_grad():
+        assert torch.allclose(ctx(images[0], regions)[1], plain(images[0], regions)[1], atol=1e-6)
+        ctx.context.weight.normal_()
+        shifts = [ctx(im, regions)[1] - plain(im, regions)[1] for im in images]
+    for shift in shifts:                               # one (C+1) bias shared by all regions of an image
+        assert torch.allclose(shift, shift[:1].expand_as(shift), atol=1e-5)
+    assert not torch.allclose(shifts[0][0], shifts[1][0], atol=1e-3)     # and it depends on the image
+    with pytest.raises(UserError, match="model.image_context needs model.region_mode: shared"):
+        load_config(str(cfg), {"model.image_context": True, "model.region_mode": "warp"})
+
+    r = train_tiny(cfg, tmp_path / "m", tmp_path / "cache", "--max-steps", "3", "--set", "model.image_context=true")
+    assert r.returncode == 0, r.stderr[-2000:]
+    model = DetectorModel.load(str(tmp_path / "m"))
+    assert model.net.context is not None and model.net.context.weight.abs().sum() > 0     # it learned
+
+
 def test_label_smoothing_moves_the_targets_off_the_label_and_is_checked(tmp_path, shapes_data):
     from core.config import load_config
     from core.errors import UserError
