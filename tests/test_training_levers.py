@@ -259,10 +259,22 @@ def test_partially_annotated_images_lose_their_background_but_keep_their_foregro
     assert len(pick) == 2 and (kept.labels[pick] == 2).all()       # foreground only
 
 
-def test_box_geometry_says_where_a_region_lies_and_joins_the_logits(tmp_path, shapes_data):
+def refused_in_warp_mode_and_learns(cfg, tmp_path, key: str, layer: str):
+    """A shared-mode option ``model.KEY``: refused with the warp mode, and three steps of train.py
+    move its zero-initialized layer ``net.LAYER`` (saved and loaded with the model)."""
     from core.config import load_config
     from core.errors import UserError
     from detector.model import DetectorModel
+    with pytest.raises(UserError, match=f"model.{key} needs model.region_mode: shared"):
+        load_config(str(cfg), {f"model.{key}": True, "model.region_mode": "warp"})
+    r = train_tiny(cfg, tmp_path / "m", tmp_path / "cache", "--max-steps", "3", "--set", f"model.{key}=true")
+    assert r.returncode == 0, r.stderr[-2000:]
+    learned = getattr(DetectorModel.load(str(tmp_path / "m")).net, layer)
+    assert learned is not None and learned.weight.abs().sum() > 0
+
+
+def test_box_geometry_says_where_a_region_lies_and_joins_the_logits(tmp_path, shapes_data):
+    from core.config import load_config
     from detector.region_classifier import RegionClassifier, box_geometry
     from synthetic import tiny_config
     boxes = torch.tensor([[0.0, 10.0, 50.0, 60.0], [100.0, 100.0, 200.0, 190.0]])
@@ -285,19 +297,11 @@ def test_box_geometry_says_where_a_region_lies_and_joins_the_logits(tmp_path, sh
         geo.geometry.weight.normal_()
         expected = plain(image, regions)[1] + geo.geometry(box_geometry(regions, 96, 128))
         assert torch.allclose(geo(image, regions)[1], expected, atol=1e-5)
-    with pytest.raises(UserError, match="model.box_geometry needs model.region_mode: shared"):
-        load_config(str(cfg), {"model.box_geometry": True, "model.region_mode": "warp"})
-
-    r = train_tiny(cfg, tmp_path / "m", tmp_path / "cache", "--max-steps", "3", "--set", "model.box_geometry=true")
-    assert r.returncode == 0, r.stderr[-2000:]
-    model = DetectorModel.load(str(tmp_path / "m"))
-    assert model.net.geometry is not None and model.net.geometry.weight.abs().sum() > 0     # it learned
+    refused_in_warp_mode_and_learns(cfg, tmp_path, "box_geometry", "geometry")
 
 
 def test_image_context_adds_one_bias_per_image_to_every_regions_logits(tmp_path, shapes_data):
     from core.config import load_config
-    from core.errors import UserError
-    from detector.model import DetectorModel
     from detector.region_classifier import RegionClassifier
     from synthetic import tiny_config
     cfg = tiny_config(tmp_path / "c.yaml", shapes_data, method="ss", epochs=1)
@@ -317,13 +321,7 @@ def test_image_context_adds_one_bias_per_image_to_every_regions_logits(tmp_path,
     for shift in shifts:                               # one (C+1) bias shared by all regions of an image
         assert torch.allclose(shift, shift[:1].expand_as(shift), atol=1e-5)
     assert not torch.allclose(shifts[0][0], shifts[1][0], atol=1e-3)     # and it depends on the image
-    with pytest.raises(UserError, match="model.image_context needs model.region_mode: shared"):
-        load_config(str(cfg), {"model.image_context": True, "model.region_mode": "warp"})
-
-    r = train_tiny(cfg, tmp_path / "m", tmp_path / "cache", "--max-steps", "3", "--set", "model.image_context=true")
-    assert r.returncode == 0, r.stderr[-2000:]
-    model = DetectorModel.load(str(tmp_path / "m"))
-    assert model.net.context is not None and model.net.context.weight.abs().sum() > 0     # it learned
+    refused_in_warp_mode_and_learns(cfg, tmp_path, "image_context", "context")
 
 
 def test_label_smoothing_moves_the_targets_off_the_label_and_is_checked(tmp_path, shapes_data):
