@@ -264,6 +264,8 @@ RANGES = {
     ("train", "teacher_share"): (0, 1, True),
     ("train", "eval_every"): (0, None, True), ("train", "early_stop"): (0, None, True),
     ("train", "validation_images"): (1, None, True),
+    ("train", "seed"): (0, None, True), ("train", "validation_seed"): (0, None, True),   # numpy's generators
+    ("multibox", "seed"): (0, None, True),                                              # take no negative seed
     ("train", "lr_steps"): (0, None, True), ("train", "scale_jitter"): (1, None, True),
     ("multibox", "epochs"): (1, None, True), ("multibox", "lr"): (0, None, False),
     ("multibox", "batch_size"): (1, None, True), ("multibox", "num_boxes"): (1, None, True),
@@ -293,6 +295,8 @@ def _validate(cfg: Config, source: str) -> None:
         where = "proposals.multibox" if section == "multibox" else (
             "proposals.selective_search" if section == "selective_search" else section)
         for v in value if isinstance(value, list) else [value]:
+            if v is None:                          # an optional key left unset
+                continue
             if (low is not None and (v < low or (v == low and not low_ok))) or (high is not None and v > high):
                 bound = (f">= {low}" if low_ok else f"> {low}") + (f" and <= {high}" if high is not None else "")
                 raise UserError(f"{source}: {where}.{key} = {value!r}; it must be {bound}")

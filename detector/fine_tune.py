@@ -105,20 +105,24 @@ def teacher_probabilities(teacher, image: torch.Tensor, boxes: torch.Tensor, cfg
         teacher.train(was_training)
 
 
-def load_teachers(path: str, classes: list, device) -> tuple[list, np.ndarray]:
+def load_teachers(path: str, classes: list, region_mode: str, device) -> tuple[list, np.ndarray]:
     """``train.teacher``: the region classifiers of a model or ensemble directory, in test
     mode, and the chance of drawing each (its ensemble weight). One member, drawn per
     image, teaches that image: the loss is linear in its target, so in expectation the
     student learns the soft vote's probabilities at the cost of one forward per image,
-    not one per member."""
-    from core.modeldir import is_ensemble, member_dirs, model_classes, read_ensemble_spec
+    not one per member. The teacher sees regions the student's way (``region_mode``)."""
+    from core.modeldir import is_ensemble, member_dirs, model_config, read_ensemble_spec
 
     from .model import DetectorModel
     if not os.path.isdir(path):
         raise UserError(f"train.teacher: {path}: no such model directory")
-    if model_classes(path) != list(classes):
-        raise UserError(f"train.teacher: {path}: its classes {model_classes(path)} are not the "
+    theirs = model_config(path)
+    if list(theirs.data.classes or []) != list(classes):
+        raise UserError(f"train.teacher: {path}: its classes {theirs.data.classes} are not the "
                         f"dataset's {list(classes)}")
+    if theirs.model.region_mode != region_mode:
+        raise UserError(f"train.teacher: {path}: a {theirs.model.region_mode}-mode model cannot score the regions "
+                        f"of a {region_mode}-mode student")
     nets = []
     for d in member_dirs(path):
         net = DetectorModel.load(d, device).net.eval()
@@ -186,7 +190,7 @@ def train_classifier(dataset, cfg, source, out_dir: str, device="cpu", resume: b
     tc = cfg.train
     set_threads(tc.num_threads)
     # (before the seeding: building the teachers' networks draws random numbers)
-    teachers, teacher_odds = load_teachers(tc.teacher, dataset.classes, device) if tc.teacher else ([], None)
+    teachers, teacher_odds = load_teachers(tc.teacher, dataset.classes, cfg.model.region_mode, device) if tc.teacher else ([], None)
     if teachers:
         log.info("distilling %s (%d member%s, one drawn per image) into %.0f%% of the softmax loss",
                  tc.teacher, len(teachers), "" if len(teachers) == 1 else "s", 100 * tc.teacher_share)

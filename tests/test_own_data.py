@@ -89,6 +89,11 @@ def test_a_val_split_validates_on_a_subsample_and_the_rest_of_it_trains(tmp_path
             == chosen[0]
         cfg.train.validation_seed = None
     assert len({tuple(sorted(c)) for c in chosen.values()}) > 1        # the seeds alone do choose differently
+    from core.config import load_config
+    from core.errors import UserError
+    for key in ("train.seed", "train.validation_seed"):                # one line, not numpy's traceback
+        with pytest.raises(UserError, match=f"{key} = -1; it must be >= 0"):
+            load_config(str(ROOT / "configs" / "default.yaml"), {key: -1})
     cfg.train.seed = 0
     cfg.train.eval_every = 0                                  # no validation: the training split as it is
     assert train_module.hold_out_validation(cfg, load_dataset(str(data), "train"))[1] is None

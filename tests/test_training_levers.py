@@ -398,11 +398,13 @@ def test_a_trained_teacher_is_distilled_one_member_per_image_and_share_zero_trai
     from synthetic import tiny_config
     # an ensemble teacher: members drawn in proportion to their vote weights
     write_ensemble(str(tmp_path), [str(tiny_model["model"])] * 2, weights=[1.0, 3.0])
-    nets, odds = load_teachers(str(tmp_path), ["box", "disc"], "cpu")
+    nets, odds = load_teachers(str(tmp_path), ["box", "disc"], "shared", "cpu")
     assert len(nets) == 2 and np.allclose(odds, [0.25, 0.75])
     assert not nets[0].training and not any(p.requires_grad for p in nets[0].parameters())
     with pytest.raises(UserError, match="classes"):
-        load_teachers(str(tmp_path), ["disc", "box"], "cpu")
+        load_teachers(str(tmp_path), ["disc", "box"], "shared", "cpu")
+    with pytest.raises(UserError, match="a shared-mode model cannot score the regions of a warp-mode student"):
+        load_teachers(str(tmp_path), ["box", "disc"], "warp", "cpu")
 
     cfg_path = tiny_config(tmp_path / "c.yaml", shapes_data, method="ss", epochs=1)
     weights = {}
