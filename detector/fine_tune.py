@@ -218,7 +218,7 @@ def train_classifier(dataset, cfg, source, out_dir: str, device="cpu", resume: b
                       name="classifier", device=device, progress=progress, max_steps=max_steps,
                       extra_state=lambda: {"np_rng": json.dumps(rng.bit_generator.state),
                                            "recipe": json.dumps(recipe)},
-                      load_extra_state=load_order_state, hooks=hooks)
+                      load_extra_state=load_order_state, hooks=hooks, channels_last=tc.channels_last)
     if resume and trainer.resume() and trainer.finished and all(        # config.yaml comes last
             os.path.exists(os.path.join(out_dir, f)) for f in ("model.pt", "heads.npz", "config.yaml")):
         log.info("%s is already trained", out_dir)

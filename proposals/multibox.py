@@ -260,7 +260,8 @@ def train_multibox(dataset, cfg, out_dir: str, device="cpu", resume: bool = True
                       lr_gamma=cfg.lr_gamma, warmup_iters=cfg.warmup_iters, clip_grad=10.0, name="multibox",
                       device=device, progress=progress, max_steps=max_steps,
                       extra_state=lambda: {"generator": generator.get_state()},
-                      load_extra_state=lambda state: generator.set_state(state["generator"]), hooks=hooks)
+                      load_extra_state=lambda state: generator.set_state(state["generator"]), hooks=hooks,
+                      channels_last=cfg.channels_last)
     done = os.path.join(out_dir, "multibox.pt")
     if resume and trainer.resume() and trainer.finished and os.path.exists(done):
         return done                    # finished: keep the exported weights (and their cache key)
