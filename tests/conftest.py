@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -10,6 +11,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+# pyproject runs the suite on every core (pytest-xdist's -n auto): a worker per core, one
+# thread each, for torch here and for the train.py / detect.py the tests start (two
+# workers at two threads each on two cores would take turns)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 SHARED = ROOT.parent / "shared" / "datasets"
 BCCD = SHARED / "bccd"
