@@ -59,8 +59,9 @@ class MultiBoxConfig:
     lr_gamma: float = 0.1
     warmup_iters: int = 0
     seed: int = 0
-    channels_last: bool = False        # train in the NHWC layout: 1.4x faster steps on the CPU, other sums
-                                       # (False: how every run before 2026-12-07 trained, so they repeat)
+    channels_last: bool = False        # train in the NHWC layout: the network step 1.22x faster on the CPU at
+                                       # one thread, other sums (False: how every run before 2026-12-07
+                                       # trained, so they repeat)
 
 
 @dataclass
@@ -159,8 +160,9 @@ class TrainConfig:
                                        # a val split's other images train
     validation_seed: int | None = None  # which images validate (None: train.seed's); one seed for all members
                                        # of an ensemble leaves the same images held out by every one of them
-    channels_last: bool = False        # train in the NHWC layout: 1.4x faster steps on the CPU at one thread,
-                                       # other sums (False: how every run before 2026-12-07 trained, so they repeat)
+    channels_last: bool = False        # train in the NHWC layout: a training step 1.17x faster on the CPU at one
+                                       # thread (bench/train_layout_ab.sh), other sums (False: how every run
+                                       # before 2026-12-07 trained, so they repeat)
 
 
 @dataclass

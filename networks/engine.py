@@ -118,8 +118,8 @@ class Trainer:
       (validation, curves); a hook may add to ``record`` or set ``trainer.stop``. A hook's
       ``state_files`` (paths) go into the snapshot below with the checkpoint;
     * ``channels_last``: the network trains in the NHWC layout (oneDNN's own on the CPU:
-      1.3-1.4x faster steps, bench/bench_train_layout.py; other sums, so not bit for bit
-      the NCHW run) and leaves ``fit`` in the usual one.
+      network steps 1.1-1.3x faster, bench/bench_train_layout.py; other sums, so not bit
+      for bit the NCHW run) and leaves ``fit`` in the usual one.
 
     At the first learning-rate step the checkpoint is also kept in ``out_dir/epochN/``: a
     longer schedule with the same seed and recipe runs the same epochs up to there, so it
