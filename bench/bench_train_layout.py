@@ -9,7 +9,8 @@ at 1 and 2 threads: the region classifier on two 640x480 images of 64 regions ea
 the recipe's image_scale (train.images_per_batch 2, rois_per_image 64, as a step of
 train.py), and MultiBox on a batch of its input_size squares with 8 random boxes each.
 The layouts alternate within one process (A B A B), so the ratio holds on a busy
-machine too; medians of --repeats steps after one warm-up step.
+machine too; medians of --repeats steps after one warm-up step. Then GoogLeNet's 3x3 max
+pools alone in both layouts (the NCHW CPU kernel is the slow part).
 """
 from __future__ import annotations
 
@@ -97,6 +98,26 @@ def main() -> int:
                 nhwc.append(median_seconds(build, step, True))
             a, b = statistics.mean(nchw), statistics.mean(nhwc)
             print(f"| {name} | {threads} | {a:.3f} | {b:.3f} | **{a / b:.2f}** |", flush=True)
+
+    # GoogLeNet's 3x3 max pools (ceil mode) alone, at one thread: where the NCHW step loses most
+    torch.set_num_threads(1)
+    print("\n| max pool 3x3 (ceil mode), 1 thread | NCHW ms | channels-last ms | NCHW / channels-last |")
+    print("|---|---|---|---|")
+    shapes = {"stem, stride 2, (1, 48, 300, 400)": ((1, 48, 300, 400), 2, 0),
+              "inception 3-4 pool branch, stride 1, (1, 120, 75, 100)": ((1, 120, 75, 100), 1, 1),
+              "per region 5a/5b pool branch, stride 1, (400, 208, 4, 4)": ((400, 208, 4, 4), 1, 1)}
+    for name, (shape, stride, pad) in shapes.items():
+        x = torch.rand(*shape, generator=g)
+        ms = []
+        for layout in (torch.contiguous_format, torch.channels_last):
+            xl = x.contiguous(memory_format=layout)
+            pool = torch.nn.MaxPool2d(3, stride, pad, ceil_mode=True)
+            pool(xl)
+            t = time.perf_counter()
+            for _ in range(args.repeats * 4):
+                pool(xl)
+            ms.append(1000 * (time.perf_counter() - t) / (args.repeats * 4))
+        print(f"| {name} | {ms[0]:.2f} | {ms[1]:.2f} | **{ms[0] / ms[1]:.1f}** |", flush=True)
     return 0
 
 

@@ -423,7 +423,8 @@ def save_model_dir(out_dir, net: RegionClassifier, heads: dict, cfg, dataset, hi
     for (refused on load), never a silently mixed directory."""
     from core.config import save_config
     from core.modeldir import fingerprint
-    state = {k: (v.half() if v.is_floating_point() else v).cpu() for k, v in net.state_dict().items()
+    # (contiguous: the usual NCHW layout, also for a network trained in NHWC, train.channels_last)
+    state = {k: (v.half() if v.is_floating_point() else v).cpu().contiguous() for k, v in net.state_dict().items()
              if not k.startswith("net.aux.")}
     save_checkpoint(os.path.join(out_dir, "model.pt"), state)
     with atomic_write(os.path.join(out_dir, "heads.npz"), "wb") as f:

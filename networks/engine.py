@@ -119,7 +119,8 @@ class Trainer:
       ``state_files`` (paths) go into the snapshot below with the checkpoint;
     * ``channels_last``: the network trains in the NHWC layout (oneDNN's own on the CPU:
       network steps 1.1-1.3x faster, bench/bench_train_layout.py; other sums, so not bit
-      for bit the NCHW run) and leaves ``fit`` in the usual one.
+      for bit the NCHW run) and stays in it for what the caller runs next (the classifier's
+      ridge heads: CPU max pooling is 5-25x slower in NCHW); the exports write the usual one.
 
     At the first learning-rate step the checkpoint is also kept in ``out_dir/epochN/``: a
     longer schedule with the same seed and recipe runs the same epochs up to there, so it
@@ -288,7 +289,4 @@ class Trainer:
                     self._keep_snapshot()
             if self.stop or (self.max_steps and steps >= self.max_steps):
                 break
-        if self.channels_last:                 # what callers export and score: the usual layout
-            self.net.to(memory_format=torch.contiguous_format)
-            self.averaged.to(memory_format=torch.contiguous_format)
         return self.history

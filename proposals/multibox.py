@@ -302,8 +302,8 @@ def export_multibox(net, cfg, out_dir, history, classes=()) -> str:
     from core.fileio import write_json
     from networks.engine import save_checkpoint
     path = os.path.join(out_dir, "multibox.pt")
-    save_checkpoint(path, {k: v.half() if v.is_floating_point() and k not in ("priors", "shapes") else v
-                           for k, v in net.state_dict().items()})
+    save_checkpoint(path, {k: (v.half() if v.is_floating_point() and k not in ("priors", "shapes") else v).contiguous()
+                           for k, v in net.state_dict().items()})       # (NCHW also after NHWC training)
     write_json(os.path.join(out_dir, "multibox.json"),
                {"num_boxes": len(net.priors), "grid": net.grid, "input_size": cfg.input_size, "width": cfg.width,
                 "batch_norm": cfg.batch_norm, "stride": cfg.stride, "classes": list(classes), "history": history})

@@ -62,6 +62,8 @@ def test_default_recipe_adapts_holds_out_validation_and_keeps_the_budget(tmp_pat
         a = torch.load(out / weights, weights_only=True)
         b = torch.load(again / weights, weights_only=True)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), weights
+        # trained in NHWC (configs/default.yaml's channels_last), written in the usual layout
+        assert all(v.is_contiguous() for v in a.values()) and any(v.dim() == 4 for v in a.values()), weights
     assert json.loads((again / "manifest.json").read_text())["validation_images"] == manifest["validation_images"]
 
 
