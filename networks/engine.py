@@ -120,7 +120,8 @@ class Trainer:
     * ``channels_last``: the network trains in the NHWC layout (oneDNN's own on the CPU:
       network steps 1.1-1.3x faster, bench/bench_train_layout.py; other sums, so not bit
       for bit the NCHW run) and stays in it for what the caller runs next (the classifier's
-      ridge heads: CPU max pooling is 5-25x slower in NCHW); the exports write the usual one.
+      ridge heads: CPU max pooling is several times slower in NCHW, bench/bench_train_layout.py);
+      the exports write the usual one.
 
     At the first learning-rate step the checkpoint is also kept in ``out_dir/epochN/``: a
     longer schedule with the same seed and recipe runs the same epochs up to there, so it
@@ -134,7 +135,6 @@ class Trainer:
                  extra_state=None, load_extra_state=None, hooks=(), channels_last: bool = False):
         from core import distributed
         self.net, self.optimizer, self.out_dir, self.epochs = net, optimizer, out_dir, epochs
-        self.channels_last = channels_last
         if channels_last:      # in place: the optimizer keeps the same parameters (before the average copies them)
             net.to(memory_format=torch.channels_last)
         self.lr, self.lr_steps, self.lr_gamma, self.warmup_iters = lr, list(lr_steps), lr_gamma, warmup_iters
