@@ -17,7 +17,7 @@ for cl in false true false true; do
   rm -rf "$W/$cl" && mkdir -p "$W/$cl" && cp -rL models/bccd/member-0/multibox "$W/$cl/"
   OMP_NUM_THREADS=$THREADS $PY train.py --config models/bccd/member-0/config.yaml --out "$W/$cl" --stage classifier \
     --set train.channels_last=$cl train.eval_every=0 --cache-dir "$CACHE" --no-progress --max-steps "$STEPS" \
-    > "$W/$cl.log" 2>&1
+    > "$W/$cl.log" 2>&1 || { echo "train_layout_ab.sh: train.py failed (channels_last=$cl); see $W/$cl.log" >&2; exit 1; }
   layout=NCHW; [ $cl = true ] && layout=NHWC
   echo "| $layout | $(tail -1 "$W/$cl/history.csv" | cut -d, -f5) | $(tail -1 "$W/$cl/history.csv" | cut -d, -f6) |"
 done

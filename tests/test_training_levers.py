@@ -467,8 +467,8 @@ def test_channels_last_trains_in_nhwc_exports_nchw_repeats_and_resumes_exactly(t
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(nchw, nhwc))
     from conftest import ROOT
     from core.config import load_config
-    assert load_config(str(ROOT / "configs" / "default.yaml")).train.channels_last is True
-    assert load_config(str(ROOT / "configs" / "default.yaml")).proposals.multibox.channels_last is True
+    default = load_config(str(ROOT / "configs" / "default.yaml"))
+    assert default.train.channels_last is True and default.proposals.multibox.channels_last is True
     # a config written before the option (every bundled member's) trains as it did: NCHW
     old = load_config(str(ROOT / "models" / "bccd" / "member-0" / "config.yaml"))
     assert old.train.channels_last is False and old.proposals.multibox.channels_last is False
